@@ -180,38 +180,12 @@ def write_config(folder: Path, config: dict) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
 
-_CORPUS = [
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, "
-    "and polite answers to the user's questions.",
-    "USER: What is shown in this image? ASSISTANT: A red bus on a street.",
-    "USER: What color is the bus? ASSISTANT: The bus is red. How many people are there? Two.",
-    "Answer the question using a single word or phrase. Describe the image in detail.",
-]
-
-
 def write_llama_tokenizer(folder: Path, vocab_size: int = 400) -> Path:
     """A Vicuna-like tokenizer as original checkpoints ship it: a sentencepiece BPE `tokenizer.model` (byte fallback,
     dummy prefix, `<unk>`/`<s>`/`</s>` = 0/1/2) and a `LlamaTokenizer` config with `legacy: false`, pad = `<unk>`."""
-    import io
+    from hub_llava.testing import write_sentencepiece_tokenizer
 
-    import sentencepiece as spm
-
-    folder.mkdir(parents=True, exist_ok=True)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_CORPUS * 20), model_writer=model, vocab_size=vocab_size, model_type="bpe",
-        byte_fallback=True, add_dummy_prefix=True, split_digits=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        num_threads=1, minloglevel=2,
-    )  # fmt: skip
-    (folder / "tokenizer.model").write_bytes(model.getvalue())
-    config = {
-        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>", "legacy": False, "model_max_length": 2048, "pad_token": "<unk>", "padding_side": "right",
-        "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>",
-    }  # fmt: skip
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    return folder
+    return write_sentencepiece_tokenizer(folder, vocab_size, legacy=False, pad_token="<unk>", model_max_length=2048)
 
 
 def write_tiny_original(root: Path, seed: int = 0) -> Path:

@@ -77,6 +77,12 @@ def expand_to_square(image, background: tuple[int, int, int] = CLIP_MEAN_RGB):
     return square
 
 
+def image_token_count(processor) -> int:
+    """Tokens one image expands to: (crop size / patch size)^2, CLS dropped (576 for CLIP ViT-L/14-336)."""
+    size = processor.image_processor.crop_size
+    return (size["height"] // processor.patch_size) * (size["width"] // processor.patch_size)
+
+
 def add_llava_tokens(tokenizer) -> int:
     """Adds `<image>` and `<pad>` (LLaVA-1.5's ids 32000 and 32001 on the Vicuna tokenizer); returns how many were new."""
     added = tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)

@@ -23,11 +23,12 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
 from hub_llava.hub import push_model
+from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator, wants_zero_image
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
-from hub_llava.training.data import filter_trainable, image_token_count, load_train_dataset, measure
+from hub_llava.training.data import filter_trainable, load_train_dataset, measure
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
-from hub_llava.training.outputs import save_outputs
+from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         data_collator=build_collator(processor, training_args, zero_image=wants_zero_image(training_args)),
         peft_config=lora_config(model_args),
         modality_lengths=modality_lengths,
+        callbacks=[TokenStreamFilesCallback(processor)],  # checkpoints keep tokenizer.model (LLaVA's stream)
     )
 
     ###############

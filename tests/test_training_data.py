@@ -7,11 +7,12 @@ from PIL import Image
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from hub_llava.data.schema import BASE_FEATURES
-from hub_llava.processing import IMAGE_TOKEN, build_processor, padding_image_processor
+from hub_llava.processing import IMAGE_TOKEN, build_processor, image_token_count, padding_image_processor
 from hub_llava.testing import tiny_tokenizer
-from hub_llava.training.collator import build_collator, trained_spans
+from hub_llava.token_stream import TokenStream
+from hub_llava.training.collator import build_collator, row_ids, trained_spans
 from hub_llava.training.configs import LlavaSFTConfig
-from hub_llava.training.data import BadRowError, check_row, filter_trainable, image_token_count, measure
+from hub_llava.training.data import BadRowError, check_row, filter_trainable, measure
 from hub_llava.training.render_sample import render_sample
 
 N_IMAGE_TOKENS = 4  # tiny geometry: 28 px / 14 px patches, CLS dropped
@@ -57,8 +58,8 @@ def test_trained_tokens_are_exactly_each_answer_and_eos():
     batch = build_collator(processor, args())([dict(TWO_ROUNDS), dict(TEXT_ONLY)])
     trained = [pieces(processor, ids[labels != -100]) for ids, labels in zip(batch["input_ids"], batch["labels"])]
     # LLaVA's masking: the answer's first piece carries its leading "▁" (the space after "ASSISTANT:"), then </s>.
-    assert trained[0] == ["▁A", "▁bus.", "</s>", "▁The", "▁bus", "▁is", "▁red.", "</s>"]
-    assert trained[1] == ["▁Yes.", "</s>"]
+    assert trained[0] == ["▁A", "▁bus", ".", "</s>", "▁The", "▁bus", "▁is", "▁red", ".", "</s>"]
+    assert trained[1] == ["▁Yes", ".", "</s>"]
     assert trained_spans(batch["labels"][0], processor.tokenizer) == ["A bus.</s>", "The bus is red.</s>"]
 
 
@@ -71,8 +72,8 @@ def test_bos_system_user_assistant_prompt_image_and_padding_are_ignored():
     assert tokens[0] == "<s>" and labels[0] == -100
     assert int((ids == image_id).sum()) == N_IMAGE_TOKENS
     assert (labels[ids == image_id] == -100).all()
-    first_answer = tokens.index("▁A")
-    assert tokens[first_answer - 1] == "▁ASSISTANT:"
+    first_answer = tokens.index("▁A", 2)  # after "<s> ▁A ▁chat ..."
+    assert tokens[first_answer - 2 : first_answer] == ["▁ASSISTANT", ":"]
     assert (labels[:first_answer] == -100).all()  # BOS, system prompt, USER turn, image, " ASSISTANT:"
     second_user = tokens.index("</s>") + 1
     second_answer = tokens.index("▁The", second_user)
@@ -95,9 +96,7 @@ def test_plain_template_trains_caption_and_newline_only():
     assert sample["text"] == "<s><image>A red bus.\n"  # human text dropped, as LLaVA's preprocess_plain
     assert sample["trained_spans"] == ["A red bus.\n"]
     assert sample["n_image_tokens"] == N_IMAGE_TOKENS
-    assert sample["n_tokens"] == 1 + N_IMAGE_TOKENS + len(
-        processor.tokenizer("A red bus.\n", add_special_tokens=False)["input_ids"]
-    )
+    assert sample["n_tokens"] == 1 + N_IMAGE_TOKENS + 5  # <s> <image>x4 ▁A ▁red ▁bus . <0x0A>
 
 
 def test_measure_matches_the_collator_and_counts_words_by_modality():
@@ -112,7 +111,7 @@ def test_measure_matches_the_collator_and_counts_words_by_modality():
     stats = measure(dataset, processor, N_IMAGE_TOKENS, max_length=2048)
     batch = build_collator(processor, args())([dataset[0]])
     assert stats.n_tokens[0] == batch["input_ids"].shape[1]
-    assert stats.n_trained == [8, 2]
+    assert stats.n_trained == [10, 3]
     assert stats.modality_lengths == [3 + 2 + 5 + 4, -(1 + 1)]
     assert stats.image_cut == [False, False]
 
@@ -135,7 +134,7 @@ def test_over_long_rows_are_dropped_counted_and_named(caplog):
     ]
     dataset = Dataset.from_list([{**r, "image_paths": [], "source": "t"} for r in rows], features=BASE_FEATURES)
     stats = measure(dataset, processor, N_IMAGE_TOKENS, max_length=60)
-    assert stats.n_tokens[1] > 60 and stats.n_trained[1] == 3  # "▁A ▁bus. </s>" fits, the second answer does not
+    assert stats.n_tokens[1] > 60 and stats.n_trained[1] == 4  # "▁A ▁bus . </s>" fits, the second answer does not
     assert stats.n_trained[2] == 0
     kept, lengths = filter_trainable(dataset, stats)
     assert kept["id"] == ["short", "first_answer_kept"]
@@ -145,18 +144,37 @@ def test_over_long_rows_are_dropped_counted_and_named(caplog):
 
 def test_row_cut_inside_the_image_is_dropped():
     processor = processor_for()
-    system = {"role": "system", "content": "word " * 40}
+    system = {"role": "system", "content": "word " * 60}  # the image starts after the other row's first answer
     row = {**TWO_ROUNDS, "id": "cut", "messages": [system, *TWO_ROUNDS["messages"]], "image_paths": [], "source": "t"}
     dataset = Dataset.from_list(
         [{**TWO_ROUNDS, "id": "ok", "image_paths": [], "source": "t"}, row], features=BASE_FEATURES
     )
-    image_start = 1 + len(
-        processor.tokenizer(" ".join(["word"] * 40) + " USER:", add_special_tokens=False)["input_ids"]
-    )
+    ids, _ = row_ids(TokenStream.from_processor(processor), row["messages"], 1, N_IMAGE_TOKENS)
+    image_start = ids.index(processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
     stats = measure(dataset, processor, N_IMAGE_TOKENS, max_length=image_start + 2)
     assert stats.image_cut == [False, True]
     kept, _ = filter_trainable(dataset, stats)
     assert kept["id"] == ["ok"]
+
+
+def test_rows_at_max_length_and_one_token_past_it():
+    """The length pass and the collator agree at the edge: at exactly max_length every trained token is kept; one
+    token longer and the final </s> is cut (one trained token fewer); the collator's batch is max_length long."""
+    processor = processor_for()
+    stream = TokenStream.from_processor(processor)
+    ids, labels = row_ids(stream, TWO_ROUNDS["messages"], 1, N_IMAGE_TOKENS)
+    trained = sum(label != -100 for label in labels)
+    assert ids[-1] == processor.tokenizer.eos_token_id and labels[-1] == ids[-1]
+    dataset = Dataset.from_list([{**TWO_ROUNDS, "image_paths": ["x.jpg"], "source": "t"}], features=BASE_FEATURES)
+    exact = measure(dataset, processor, N_IMAGE_TOKENS, max_length=len(ids))
+    short = measure(dataset, processor, N_IMAGE_TOKENS, max_length=len(ids) - 1)
+    assert exact.n_tokens == short.n_tokens == [len(ids)]
+    assert exact.n_trained == [trained] and short.n_trained == [trained - 1]
+    for max_length, expected in ((len(ids), trained), (len(ids) - 1, trained - 1)):
+        batch = build_collator(processor, args(max_length=max_length))([dict(TWO_ROUNDS)])
+        assert batch["input_ids"].shape[1] == max_length
+        assert int((batch["labels"] != -100).sum()) == expected
+        assert batch["input_ids"][0].tolist() == ids[:max_length]
 
 
 @pytest.mark.parametrize(
@@ -218,57 +236,6 @@ def test_image_token_count_follows_the_processor_geometry():
     assert image_token_count(build_processor(tiny_tokenizer())) == 576  # 336 px, 14 px patches, CLS dropped
 
 
-def test_collator_output_is_identical_to_trls():
-    processor = processor_for()
-    rows = [TWO_ROUNDS, TEXT_ONLY, {**TWO_ROUNDS, "images": [image(30, 44)]}]
-    ours = build_collator(processor, args())([dict(row) for row in rows])
-    trls = DataCollatorForVisionLanguageModeling(processor, max_length=2048, assistant_only_loss=True)(
-        [dict(row) for row in rows]
-    )
-    assert ours.keys() == trls.keys()
-    for key in trls:
-        torch.testing.assert_close(ours[key], trls[key], rtol=0, atol=0, msg=key)
-
-
-@pytest.mark.parametrize("legacy", [True, False])
-def test_masking_with_a_sentencepiece_llama_tokenizer(tmp_path, legacy):
-    """Vicuna's tokenizer is a SentencePiece Llama tokenizer (legacy mode): trained here on a tiny corpus."""
-    spm = pytest.importorskip("sentencepiece")
-    from transformers import LlamaTokenizer
-
-    from hub_llava.testing import _CORPUS
-
-    (tmp_path / "corpus.txt").write_text("\n".join(_CORPUS * 5))
-    spm.SentencePieceTrainer.train(
-        input=str(tmp_path / "corpus.txt"),
-        model_prefix=str(tmp_path / "tokenizer"),
-        vocab_size=400,
-        model_type="bpe",
-        byte_fallback=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        minloglevel=2,
-    )
-    tokenizer = LlamaTokenizer.from_pretrained(tmp_path, legacy=legacy)
-    processor = build_processor(tokenizer, padding_image_processor(28), patch_size=14, image_size=28)
-    batch = build_collator(processor, args())([dict(TWO_ROUNDS)])
-    ids, labels = batch["input_ids"][0], batch["labels"][0]
-    tokens = pieces(processor, ids)
-    spans, current = [], []
-    for token, label in zip(tokens + [""], labels.tolist() + [-100]):
-        if label != -100:
-            current.append(token)
-        elif current:
-            spans.append("".join(current))
-            current = []
-    # Each span: the answer with the "▁" of the space after "ASSISTANT:", then </s>, exactly as LLaVA masks.
-    assert spans == ["▁A▁bus.</s>", "▁The▁bus▁is▁red.</s>"]
-    first = tokens.index("</s>") - len(pieces(processor, tokenizer("A bus.", add_special_tokens=False)["input_ids"]))
-    assert "".join(tokens[:first]).endswith("ASSISTANT:") and labels[0] == -100
-
-
 def test_measure_in_parallel_matches_one_process():
     processor = processor_for()
     rows = [{**TWO_ROUNDS, "id": str(i), "image_paths": ["x.jpg"], "source": "t"} for i in range(3)]
@@ -312,3 +279,25 @@ def test_pil_side_padding_gives_the_image_processors_exact_pixels(size):
         [dict(row) for row in rows]
     )
     torch.testing.assert_close(ours["pixel_values"], trls["pixel_values"], rtol=0, atol=0)
+
+
+def test_stage1_square_images_are_clip_resized_and_cropped_not_padded(tmp_path):
+    """`image_aspect_ratio: square` (LLaVA's pretrain.sh): the pixels of CLIP's own resize + centre crop; `pad`: the
+    pixels of LLaVA's expand2square first."""
+    import numpy as np
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from hub_llava.convert.verify import expand2square
+    from hub_llava.training.configs import LlavaModelConfig
+    from hub_llava.training.model import load_processor
+    from hub_llava.training.tiny_model import make_tiny_model
+
+    folder = make_tiny_model(str(tmp_path / "tiny"))
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 50, 3), dtype=np.uint8))
+    clip = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    for aspect, image in (("square", noise), ("pad", expand2square(noise, (122, 116, 104)))):
+        processor = load_processor(LlavaModelConfig(model_name_or_path=folder), args(image_aspect_ratio=aspect))
+        assert processor.image_processor.do_pad is (aspect == "pad")
+        batch = build_collator(processor, args())([{**TWO_ROUNDS, "images": [noise]}])
+        expected = clip(image, return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(batch["pixel_values"], expected, rtol=0, atol=1e-6)

@@ -137,7 +137,27 @@ def test_render_sample_cli_shows_answer_and_eos_spans_only(tiny_dir, capsys, mon
         "USER: <image>\nWhat color is the box? ASSISTANT: The box is green.</s>"
         "USER: Is there a cat in the image? ASSISTANT: No.</s>"
     )
-    assert sample["n_image_tokens"] == 4 and sample["n_tokens"] == 63
+    assert sample["n_image_tokens"] == 4 and sample["n_tokens"] == 80
+
+
+def test_render_sample_ids_show_llavas_stream(tiny_dir, capsys, monkeypatch):
+    """`--ids`: LLaVA's stream side by side, as its own preprocess_v1 prints it (BOS + "▁A ▁chat", the image as one
+    -200, the lone "▁" after it, labels only on the answers and their </s>), checked by the independent reference."""
+    from llava_reference import SlowLlamaTokenizer, preprocess_v1
+
+    monkeypatch.chdir(REPO)
+    argv = ["render-sample", "--config", str(SMOKE), "--index", "1", "--model_name_or_path", tiny_dir, "--ids"]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "position\tid\tpiece\tlabel"
+    rows = [line.split("\t") for line in lines[1:]]
+    pieces = [json.loads(row[2]) for row in rows]
+    assert pieces[:3] == ["<s>", "▁A", "▁chat"]
+    image = next(i for i, row in enumerate(rows) if row[1] == "-200")
+    assert pieces[image] == "<image> (x4)" and pieces[image + 1 : image + 3] == ["▁", "<0x0A>"]
+    row = Dataset.from_parquet(str(REPO / "samples" / "sft_smoke" / "train.parquet"))[1]
+    ids, labels = preprocess_v1(row["messages"], True, SlowLlamaTokenizer(Path(tiny_dir) / "tokenizer.model", False))
+    assert [int(r[1]) for r in rows] == ids and [int(r[3]) for r in rows] == labels
 
 
 def test_render_sample_cli_names_a_bad_index(tiny_dir, monkeypatch):
@@ -158,11 +178,15 @@ def test_recipe_stops_on_a_bad_row_naming_it(tiny_dir, tmp_path):
 
 def test_stage1_plain_template_trains_only_the_projector(tiny_dir, tmp_path):
     samples = Dataset.from_parquet(str(REPO / "samples" / "sft_smoke" / "train.parquet"))
-    with pytest.raises(BadRowError, match=r"row 12 \(id 'txt000'\) has no image; the plain \(stage-1\) template"):
-        run_recipe(tiny_dir, tmp_path / "refused", "--llava_template", "plain", "--train_projector_only", "true")
+    with pytest.raises(BadRowError, match=r"row 1 \(id 'img001'\) has 4 messages; the plain \(stage-1\) template"):
+        run_recipe(tiny_dir, tmp_path / "rounds", "--llava_template", "plain")
     data = tmp_path / "captions"
     data.mkdir()
-    samples.filter(lambda row: len(row["images"]) > 0).to_parquet(str(data / "train.parquet"))
+    one_round = samples.map(lambda row: {"messages": row["messages"][:2]})
+    one_round.to_parquet(str(data / "train.parquet"))
+    with pytest.raises(BadRowError, match=r"row 12 \(id 'txt000'\) has no image; the plain \(stage-1\) template"):
+        run_recipe(tiny_dir, tmp_path / "refused", "--dataset_name", str(data), "--llava_template", "plain")
+    one_round.filter(lambda row: len(row["images"]) > 0).to_parquet(str(data / "train.parquet"))
     out = run_recipe(
         tiny_dir,
         tmp_path / "pretrain",
@@ -170,6 +194,8 @@ def test_stage1_plain_template_trains_only_the_projector(tiny_dir, tmp_path):
         str(data),
         "--llava_template",
         "plain",
+        "--image_aspect_ratio",
+        "square",
         "--train_projector_only",
         "true",
         "--learning_rate",
@@ -178,7 +204,10 @@ def test_stage1_plain_template_trains_only_the_projector(tiny_dir, tmp_path):
     before, after = weights(tiny_dir), weights(out)
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == [f"multi_modal_projector.linear_{i}.{p}" for i in (1, 2) for p in ("bias", "weight")]
-    assert AutoProcessor.from_pretrained(out).chat_template == chat_template("plain")
+    processor = AutoProcessor.from_pretrained(out)
+    assert processor.chat_template == chat_template("plain")
+    assert processor.image_processor.do_pad is False  # stage 1: CLIP resize + centre crop only (LLaVA's pretrain.sh)
+    assert "| image_aspect_ratio | square |" in (out / "README.md").read_text()
 
 
 @pytest.fixture

@@ -1,92 +1,104 @@
-"""The collator the trainer and `hub-llava render-sample` share: TRL's vision-language collator, plus LLaVA's zero image.
+"""The collator the trainer and `hub-llava render-sample` share: LLaVA-1.5's token stream, padded images, LLaVA's zero
+image.
 
-TRL's `DataCollatorForVisionLanguageModeling` already does what LLaVA-1.5 needs: it renders the chat template,
-expands each `<image>` to the model's image tokens, pads on the right and, with `assistant_only_loss=True`, keeps
-labels only inside the template's `{% generation %}` spans (each answer + `</s>`), re-aligned past the image tokens.
-We change one thing and add one:
-- speed: with `return_tensors="pt"`, transformers 5.23 computes the assistant masks by iterating the offset mapping
-  as tensors, element by element: ~80 ms per row at 576 image tokens (`bench/bench_collate.py`), 4-5x the rest of
-  the collate. We ask the processor for lists and convert to tensors after the masks are built: identical output
-  (`tests/test_training_data.py` compares it with TRL's collator), a fraction of the time;
-- under ZeRO-3 / FSDP every rank must run the vision tower at every step (its weights are gathered collectively), so
-  a batch without images carries a zero image that the trainer runs through the vision tower and projector and
-  splices in at length 0 (LLaVA's `cur_image_features[0:0]`).
+Text goes through `hub_llava.token_stream` (LLaVA's `tokenizer_image_token` + `preprocess_v1` / `preprocess_plain` on
+the checkpoint's SentencePiece model; labels = each answer from its first `▁` plus `</s>`), each `<image>` expanded to
+the model's image tokens, then truncated to `max_length` (counted after the image tokens, as LLaVA truncates after
+splicing the features in) and padded on the right. Images are padded to a square in PIL when the image processor pads
+(`image_aspect_ratio: pad`; the same pixels as its own pad, ~9 ms less per 640x480 image), then CLIP-preprocessed.
+
+Under ZeRO-3 / FSDP every rank must run the vision tower at every step (its weights are gathered collectively), so a
+batch without images carries a zero image that the trainer runs through the vision tower and projector and splices in
+at length 0 (LLaVA's `cur_image_features[0:0]`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from trl.data_utils import prepare_multimodal_messages
-from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from hub_llava.processing import expand_to_square
+from hub_llava.processing import expand_to_square, image_token_count
+from hub_llava.token_stream import IGNORE_INDEX, TokenStream, expand_images
 
 ZERO_IMAGE_KEY = "zero_pixel_values"
 
 
+def row_ids(stream: TokenStream, messages: list[dict], n_images: int, n_image_tokens: int):
+    """A training row's ids and labels, images expanded: the one place rows become tokens (collator and length pass).
+
+    `messages` are the dataset's (plain-string content); the image goes before the first user text, where LLaVA-1.5
+    records hold it (TRL's `prepare_multimodal_messages`).
+    """
+    ids, labels = stream.conversation(prepare_multimodal_messages(messages, images=[None] * n_images))
+    return expand_images(ids, labels, stream.image_token_id, n_image_tokens)
+
+
 @dataclass
-class LlavaCollator(DataCollatorForVisionLanguageModeling):
-    """TRL's vision-language collator; with `zero_image=True`, image-less batches also get `zero_pixel_values`.
+class LlavaCollator:
+    """Rows (`messages` + `images`) -> `input_ids`, `attention_mask`, `labels`, `pixel_values`.
 
     Args:
-        zero_image (`bool`, *optional*, defaults to `False`):
-            Add a `(1, 3, H, W)` zero image under `zero_pixel_values` to batches without any image.
+        processor: the `LlavaProcessor` (its image processor and geometry).
+        stream (`TokenStream`): LLaVA's token stream for the processor's tokenizer and template.
+        max_length (`int`, *optional*): truncation length, counted after the image tokens.
+        pad_to_multiple_of (`int`, *optional*): pad each batch to a multiple of this length.
+        assistant_only_loss (`bool`, *optional*, defaults to `True`): train on the answers and their `</s>` only
+            (LLaVA); `False` trains every non-padding token, as TRL's collator does.
+        zero_image (`bool`, *optional*, defaults to `False`): add a `(1, 3, H, W)` zero image under
+            `zero_pixel_values` to batches without any image.
     """
 
+    processor: object
+    stream: TokenStream
+    max_length: int | None = None
+    pad_to_multiple_of: int | None = None
+    assistant_only_loss: bool = True
     zero_image: bool = False
+    n_image_tokens: int = field(init=False)
 
-    def torch_call(self, examples):
-        has_image = any(example.get("images") or example.get("image") for example in examples)
-        batch = super().torch_call(examples)
-        if self.zero_image and not has_image:
+    def __post_init__(self):
+        self.n_image_tokens = image_token_count(self.processor)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        images = [self._images(example) for example in examples]
+        rows = [row_ids(self.stream, ex["messages"], len(im), self.n_image_tokens) for ex, im in zip(examples, images)]
+        batch = self._pad([ids[: self.max_length] for ids, _ in rows], [lab[: self.max_length] for _, lab in rows])
+        flat = [image for row in images for image in row]
+        if flat:
+            batch["pixel_values"] = self.processor.image_processor(flat, return_tensors="pt")["pixel_values"]
+        elif self.zero_image:
             size = self.processor.image_processor.crop_size
             batch[ZERO_IMAGE_KEY] = torch.zeros(1, 3, size["height"], size["width"])
         return batch
 
-    def _collate_language_modeling(self, examples):
-        if not (self.assistant_only_loss and "messages" in examples[0]):
-            return super()._collate_language_modeling(examples)
-        if "image" in examples[0]:
-            for example in examples:
-                example["images"] = [example.pop("image")]
-        if self.processor.image_processor.do_pad:  # the same pixels, ~9 ms less per 640x480 image (PIL-side pad)
+    def _images(self, example: dict) -> list:
+        images = example["images"] if "images" in example else [example["image"]]
+        images = [image if image.mode == "RGB" else image.convert("RGB") for image in images or []]
+        if self.processor.image_processor.do_pad:
             background = tuple(int(x * 255) for x in self.processor.image_processor.image_mean)
-            for example in examples:
-                example["images"] = [
-                    expand_to_square(image if image.mode == "RGB" else image.convert("RGB"), background)
-                    for image in example["images"]
-                ]
-        messages = [prepare_multimodal_messages(example["messages"], images=example["images"]) for example in examples]
-        output = self.processor.apply_chat_template(
-            messages,
-            chat_template=self.chat_template,
-            tokenize=True,
-            return_dict=True,
-            return_tensors=None,  # lists while the assistant masks are computed (fast), tensors below
-            return_assistant_tokens_mask=True,
-            processor_kwargs={
-                "padding": True,
-                "padding_side": "right",
-                "pad_to_multiple_of": self.pad_to_multiple_of,
-                "truncation": self.max_length is not None,
-                "max_length": self.max_length,
-                "add_special_tokens": False,  # the template writes BOS itself
-            },
-        )
-        output.convert_to_tensors(tensor_type="pt")
-        labels = output["input_ids"].clone()
-        labels[output["attention_mask"] == 0] = -100
-        labels[output.pop("assistant_masks") == 0] = -100
-        output["labels"] = labels
-        return output
+            images = [expand_to_square(image, background) for image in images]
+        return images
+
+    def _pad(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
+        length = max(len(row) for row in ids)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(ids), length), self.stream.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
+        out_labels = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
+        for i, (row, row_labels) in enumerate(zip(ids, labels)):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+            out_labels[i, : len(row)] = torch.tensor(row_labels if self.assistant_only_loss else row)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": out_labels}
 
 
 def build_collator(processor, args, zero_image: bool = False) -> LlavaCollator:
     """The collator for `args` (a `LlavaSFTConfig`), exactly as `LlavaSFTTrainer` uses it."""
     return LlavaCollator(
         processor=processor,
+        stream=TokenStream.from_processor(processor),
         max_length=args.max_length,
-        completion_only_loss=False,
         pad_to_multiple_of=args.pad_to_multiple_of,
         assistant_only_loss=args.assistant_only_loss,
         zero_image=zero_image,

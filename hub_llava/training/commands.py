@@ -12,6 +12,11 @@ def add_parser(subparsers):
     render.add_argument("--config", required=True, help="Recipe YAML, as given to recipes/sft.py.")
     render.add_argument("--index", type=int, default=0, help="Row of the training split.")
     render.add_argument("--model_name_or_path", help="Override the recipe's model (only its processor is loaded).")
+    render.add_argument(
+        "--ids",
+        action="store_true",
+        help="Print the ids, pieces and labels side by side (LLaVA's stream, image = -200).",
+    )
     render.set_defaults(func=_render_sample)
 
     tiny = subparsers.add_parser("make-tiny-model", help="Write a tiny random Llava checkpoint for smoke runs.")

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 from datasets import Dataset, load_dataset
 from trl import get_dataset
-from trl.data_utils import prepare_multimodal_messages
 
 from hub_llava.processing import IMAGE_TOKEN
+from hub_llava.token_stream import IGNORE_INDEX, TokenStream
+from hub_llava.training.collator import row_ids
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,18 @@ def check_row(row: dict, index: int, require_image: bool = False) -> None:
 
     Checks: at most one image; no literal `<image>` in any message (with an image it would be a second placeholder,
     without one a placeholder with no image); an image path listed but no image; at least one assistant turn; with
-    `require_image` (the `plain` stage-1 template, which LLaVA only applies to captioned images), an image.
+    `require_image` (the `plain` stage-1 template, which LLaVA only applies to captioned images), an image and exactly
+    one instruction + caption.
     """
     images = row.get("images") or []
     name = row_name(row, index)
     if require_image and not images:
         raise BadRowError(f"{name} has no image; the plain (stage-1) template trains on image captions only")
+    if require_image and len(row["messages"]) != 2:
+        raise BadRowError(
+            f"{name} has {len(row['messages'])} messages; the plain (stage-1) template trains on one instruction and "
+            "one caption per image (LLaVA's preprocess_plain)"
+        )
     if len(images) > 1:
         raise BadRowError(f"{name} has {len(images)} images; LLaVA-1.5 trains on one image per row")
     for turn, message in enumerate(row["messages"]):
@@ -77,40 +84,22 @@ class RowStats:
     modality_lengths: list[int] = field(default_factory=list)
 
 
-def image_token_count(processor) -> int:
-    """Tokens one image expands to: (crop size / patch size)^2, CLS dropped (576 for CLIP ViT-L/14-336)."""
-    size = processor.image_processor.crop_size
-    return (size["height"] // processor.patch_size) * (size["width"] // processor.patch_size)
-
-
 def row_stats(
-    row: dict, index: int, processor, n_image_tokens: int, max_length: int | None, require_image: bool = False
+    row: dict, index: int, stream, n_image_tokens: int, max_length: int | None, require_image: bool = False
 ) -> dict:
-    """Checks one row and measures it with the same template rendering the collator uses.
+    """Checks one row and measures it with the collator's own tokenization (`collator.row_ids`).
 
     `row["images"]` may hold anything of the right length (only the count is used: images are not decoded).
     """
     check_row(row, index, require_image)
     n_images = len(row.get("images") or [])
-    messages = prepare_multimodal_messages(row["messages"], images=[None] * n_images)
-    encoded = processor.tokenizer.apply_chat_template(
-        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, add_special_tokens=False
-    )
-    ids, mask = encoded["input_ids"], encoded["assistant_masks"]
-    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    extra = n_image_tokens - 1  # the template renders one `<image>` token per image; the processor expands it
-    image_end, positions, offset = None, [], 0
-    for i, token in enumerate(ids):
-        if token == image_id:
-            image_end = i + offset + n_image_tokens
-            offset += extra
-        elif mask[i]:
-            positions.append(i + offset)
-    limit = max_length if max_length is not None else float("inf")
+    ids, labels = row_ids(stream, row["messages"], n_images, n_image_tokens)
+    limit = len(ids) if max_length is None else max_length
+    image_end = max((i + 1 for i, token in enumerate(ids) if token == stream.image_token_id), default=None)
     words = sum(len(message["content"].split()) for message in row["messages"])
     return {
-        "n_tokens": len(ids) + offset,
-        "n_trained": sum(1 for p in positions if p < limit),
+        "n_tokens": len(ids),
+        "n_trained": sum(1 for label in labels[:limit] if label != IGNORE_INDEX),
         "image_cut": image_end is not None and image_end > limit,
         "modality_length": words if n_images else -words,
     }
@@ -130,12 +119,13 @@ def measure(
     dataset: Dataset, processor, n_image_tokens: int, max_length: int | None, num_proc=None, require_image=False
 ) -> RowStats:
     """Runs `row_stats` over the dataset; only the text columns are read."""
+    stream = TokenStream.from_processor(processor)
     counts = image_counts(dataset)
     columns = [name for name in ("id", "messages", "image_paths") if name in dataset.column_names]
 
     def stats_of(row, index):
         row = {**row, "images": [None] * counts[index]}
-        return row_stats(row, index, processor, n_image_tokens, max_length, require_image)
+        return row_stats(row, index, stream, n_image_tokens, max_length, require_image)
 
     stats = dataset.select_columns(columns).map(
         stats_of, with_indices=True, remove_columns=columns, num_proc=num_proc, desc="Checking and measuring rows"

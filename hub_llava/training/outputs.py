@@ -3,7 +3,10 @@
 import logging
 import os
 
+from transformers import TrainerCallback
+
 from hub_llava.model_card import render_model_card
+from hub_llava.token_stream import TokenStream
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +25,7 @@ HYPERPARAMETERS = [
     "bf16",
     "seed",
     "llava_template",
+    "image_aspect_ratio",
     "train_projector_only",
     "group_by_modality_length",
 ]
@@ -60,10 +64,10 @@ def save_outputs(trainer, model_args, dataset_names: list[str], recipe: str | No
     """Saves model + processor (+ generation config) and, on the main process, writes the model card."""
     args = trainer.args
     trainer.model.generation_config.eos_token_id = trainer.processing_class.tokenizer.eos_token_id
-    trainer.save_model(
-        args.output_dir
-    )  # safetensors, processor (template, padding image processor), generation config
+    trainer.save_model(args.output_dir)  # safetensors, processor (template, image processor), generation config
     if trainer.accelerator.is_main_process:
+        # tokenizer.model + the slow tokenizer's legacy flag: `hub-llava eval` then feeds the stream trained on.
+        TokenStream.from_processor(trainer.processing_class).save_pretrained(args.output_dir)
         name = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
         card = render_model_card(
             name,
@@ -76,3 +80,16 @@ def save_outputs(trainer, model_args, dataset_names: list[str], recipe: str | No
             f.write(card)
         logger.info("Saved model, processor and model card to %s", args.output_dir)
     return args.output_dir
+
+
+class TokenStreamFilesCallback(TrainerCallback):
+    """Adds `tokenizer.model` and the slow tokenizer's `legacy` flag to every checkpoint folder the Trainer saves
+    (transformers 5 writes neither), so an intermediate checkpoint is evaluated on the stream it was trained on."""
+
+    def __init__(self, processor):
+        self.stream = TokenStream.from_processor(processor)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(folder):
+            self.stream.save_pretrained(folder)

@@ -6,6 +6,7 @@ Nothing is downloaded: the tokenizer is trained locally and the model initialise
 
 from hub_llava.processing import build_processor, padding_image_processor
 from hub_llava.testing import tiny_llava, tiny_tokenizer
+from hub_llava.token_stream import TokenStream
 
 
 def make_tiny_model(output_dir: str, image_size: int = 28, patch_size: int = 14, seed: int = 0) -> str:
@@ -18,6 +19,7 @@ def make_tiny_model(output_dir: str, image_size: int = 28, patch_size: int = 14,
     processor = build_processor(tokenizer, padding_image_processor(image_size), patch_size, image_size)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
+    TokenStream.from_processor(processor).save_pretrained(output_dir)  # tokenizer.model + legacy flag
     return output_dir
 
 

@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hub_llava.cli import main
 from hub_llava.eval import registry
 from hub_llava.eval.files import read_jsonl
 from hub_llava.eval.generation import Generator
 from hub_llava.testing import tiny_llava, tiny_processor
+from hub_llava.token_stream import TokenStream
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "eval"
 
@@ -20,6 +22,7 @@ def checkpoint(tmp_path_factory):
     processor = tiny_processor()
     tiny_llava(processor.tokenizer).save_pretrained(folder)
     processor.save_pretrained(folder)
+    TokenStream.from_processor(processor).save_pretrained(folder)
     return folder
 
 
@@ -45,6 +48,29 @@ def test_prompt_snapshot():
         "Q\nA. x\nB. y\nAnswer with the option's letter from the given choices directly."
     )
     assert registry.load("mmbench_cn").text("Q") == "Q\n请直接回答选项字母。"
+
+
+def test_generator_feeds_llavas_inference_ids(checkpoint):
+    """The ids the model gets for a batch: LLaVA's tokenizer_image_token prompt (one BOS, the lone "▁" after the
+    image), the image expanded to its tokens, left-padded; computed by the independent reference from tokenizer.model."""
+    from llava_reference import IMAGE_TOKEN_INDEX, SlowLlamaTokenizer, inference_ids
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    generator = Generator(tiny_llava(processor.tokenizer), processor)
+    slow = SlowLlamaTokenizer(checkpoint / "tokenizer.model", legacy=False)
+    questions = ["Is there a cat?  Answer the question using a single word or phrase.", "Why?"]
+    inputs = generator._inputs(questions, [Image.new("RGB", (30, 20)), None])
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    for row, mask, question, has_image in zip(inputs["input_ids"], inputs["attention_mask"], questions, [True, False]):
+        expected = []
+        for token in inference_ids(question, slow, has_image=has_image):
+            expected += [image_id] * 4 if token == IMAGE_TOKEN_INDEX else [token]
+        assert row[mask.bool()].tolist() == expected
+        assert mask[-1] == 1 and (mask == 0).sum() == len(row) - len(expected)  # left padding
+    tokens = processor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    assert tokens[:3] == ["<s>", "▁A", "▁chat"] and tokens[tokens.index("<image>") + 4] == "▁"
+    assert inputs["pixel_values"].shape == (1, 3, 28, 28)
 
 
 @pytest.mark.slow

@@ -79,12 +79,13 @@ def llava_config(original: dict, vision: CLIPVisionConfig, image_token_id: int) 
 def tokenizer_with_llava_tokens(folder: Path):
     """The checkpoint's tokenizer with `<image>` and `<pad>` added (ids 32000, 32001 on Vicuna's).
 
-    A Llama (sentencepiece) tokenizer is loaded as `LlamaTokenizer` in legacy mode: every text span then starts with
-    "▁", also right after `<s>` and `<image>`. That reproduces the ids LLaVA itself fed the model
-    (`tokenizer_image_token` tokenises the text around each image on its own, with sentencepiece's dummy prefix), and
-    is saved into `tokenizer.json` (Metaspace `prepend_scheme: always`). Two traps avoided: `AutoTokenizer` on a folder
-    whose config.json says `model_type: "llava"` returns a generic backend without any prefix, and non-legacy mode
-    drops the "▁" (id 29871 on Vicuna) after `<s>` and `<image>`.
+    hub_llava itself encodes with the original `tokenizer.model` (`hub_llava.token_stream`, saved beside the converted
+    processor with the original `legacy` flag). The fast tokenizer is for plain-transformers users: a Llama
+    (sentencepiece) tokenizer is loaded as `LlamaTokenizer` in legacy mode, so every text segment starts with "▁", also
+    right after `<s>` and `<image>`, which gives LLaVA's single-turn inference prompt in one pass (except runs of
+    spaces). Two traps avoided: `AutoTokenizer` on a folder whose config.json says `model_type: "llava"` returns a
+    generic backend without any prefix, and non-legacy mode drops the "▁" (id 29871 on Vicuna) after `<s>` and
+    `<image>` when the prompt is tokenized in one pass.
     """
     config_file = folder / "tokenizer_config.json"
     tokenizer_class = source.read_json(config_file).get("tokenizer_class", "") if config_file.is_file() else ""

@@ -20,6 +20,7 @@ from hub_llava.convert.lora import LoraMerger
 from hub_llava.convert.verify import VerifyReport
 from hub_llava.convert.verify import verify as verify_conversion
 from hub_llava.model_card import render_model_card
+from hub_llava.token_stream import TokenStream
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,10 @@ def convert_checkpoint(
     }
     del model
     vision = build.vision_config(vision_folder)
-    build.processor(tokenizer, vision_folder, vision, checkpoint.config).save_pretrained(output_dir)
+    processor = build.processor(tokenizer, vision_folder, vision, checkpoint.config)
+    processor.save_pretrained(output_dir)
+    # The original tokenizer.model and its legacy flag: hub_llava's token stream gives LLaVA's eval ids from them.
+    TokenStream.from_processor(processor).save_pretrained(output_dir)
     logger.info("Converted %s -> %s", src, output_dir)
 
     report = verify_conversion(checkpoint, vision_folder, output_dir, dtype=dtype) if verify else None

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from hub_llava.convert.source import FULL, LORA, OriginalCheckpoint, iter_file, weight_files
+from hub_llava.token_stream import TokenStream
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 QUESTION = "What is shown in this image?"
+# Runs of spaces (OCR text, code) are where a converted fast tokenizer and SentencePiece disagree.
+WHITESPACE_QUESTION = 'What does the sign say?  Answer:  "STOP".\n    return x'
 LOGIT_TOLERANCE = 1e-3  # both sides compute in float32 on the same (dtype-rounded) weights
 PIXEL_TOLERANCE = 1e-4
 
@@ -225,7 +228,7 @@ def reference_logits(
     )
 
     tokenizer = reference_tokenizer(checkpoint.tokenizer_folder)
-    input_ids = tokenizer_image_token(llava_prompt(question), tokenizer)
+    input_ids = _reference_ids(question, tokenizer)
     position = input_ids.index(IMAGE_TOKEN_INDEX)
     embed = llm.get_input_embeddings()
     before, after = torch.tensor([input_ids[:position]]), torch.tensor([input_ids[position + 1 :]])
@@ -249,25 +252,37 @@ def verify(
 
     processor = AutoProcessor.from_pretrained(converted)
     model = LlavaForConditionalGeneration.from_pretrained(converted, dtype=torch.float32).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(images=image, text=prompt, add_special_tokens=False, return_tensors="pt")
+    pixel_values = processor.image_processor(image, return_tensors="pt")["pixel_values"]
 
+    # The model side's ids come from hub_llava's token stream, as `hub-llava eval` and training feed them; the
+    # reference's from LLaVA's algorithm on the original tokenizer.model. Also on a prompt with runs of spaces.
+    stream = TokenStream.from_processor(processor)
+    reference = reference_tokenizer(checkpoint.tokenizer_folder)
+    tokens_match = True
+    for text in (question, WHITESPACE_QUESTION):
+        theirs = [
+            model.config.image_token_id if t == IMAGE_TOKEN_INDEX else t for t in _reference_ids(text, reference)
+        ]
+        ours = stream.prompt([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}])
+        tokens_match = tokens_match and ours == theirs
+    if not tokens_match:
+        logger.warning(
+            "hub_llava's token stream for the converted folder differs from LLaVA's tokenizer_image_token on the "
+            "original tokenizer (the model would not see the ids it was trained on); logits are compared on LLaVA's ids."
+        )
     n_image = ref_logits.shape[1] - (len(input_ids) - 1)
     expanded = []
     for token in input_ids:
         expanded.extend([model.config.image_token_id] * n_image if token == IMAGE_TOKEN_INDEX else [token])
-    tokens_match = inputs["input_ids"][0].tolist() == expanded
-    if not tokens_match:
-        logger.warning(
-            "The converted processor tokenises the prompt differently from LLaVA's tokenizer_image_token "
-            "(the model would not see the ids it was trained on); logits are compared on LLaVA's ids."
-        )
-    logits = model(input_ids=torch.tensor([expanded]), pixel_values=inputs["pixel_values"]).logits
+    logits = model(input_ids=torch.tensor([expanded]), pixel_values=pixel_values).logits
     vocab = ref_logits.shape[-1]
     return VerifyReport(
         max_logit_diff=(logits[..., :vocab] - ref_logits).abs().max().item(),
-        max_pixel_diff=(inputs["pixel_values"] - ref_pixels).abs().max().item(),
+        max_pixel_diff=(pixel_values - ref_pixels).abs().max().item(),
         tokens_match=tokens_match,
         atol=LOGIT_TOLERANCE,
     )
+
+
+def _reference_ids(question: str, tokenizer) -> list[int]:
+    return tokenizer_image_token(llava_prompt(question), tokenizer)

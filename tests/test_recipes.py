@@ -57,6 +57,15 @@ def test_recipe_parses_and_opens_with_what_it_reproduces(path):
         assert (REPO / config).is_file(), config
 
 
+@pytest.mark.parametrize("path", RECIPES)
+def test_image_aspect_ratio_is_llavas_for_the_stage(path):
+    """Stage 1 (LLaVA's pretrain.sh) leaves images unpadded; stage 2 (finetune.sh) pads them to a square."""
+    _, training_args, _, _ = parse(path)
+    expected = "square" if "/pretrain/" in path else "pad"
+    assert raw(path)["image_aspect_ratio"] == training_args.image_aspect_ratio == expected
+    assert (training_args.llava_template == "plain") == ("/pretrain/" in path)
+
+
 def test_unknown_key_fails(tmp_path):
     recipe = tmp_path / "config_typo.yaml"
     recipe.write_text((REPO / "recipes/tiny/sft/config_smoke.yaml").read_text() + "warmup_ratio: 0.03\n")

@@ -26,6 +26,10 @@ class LlavaSFTConfig(SFTConfig):
             Every global batch all-image or all-text (LLaVA's sampler); leftovers mixed in the last batch.
         llava_template (`str`, *optional*, defaults to `"vicuna_v1"`):
             Chat template: `vicuna_v1` (stage 2) or `plain` (stage 1: image + caption + "\\n").
+        image_aspect_ratio (`str`, *optional*, defaults to `"pad"`):
+            LLaVA's `image_aspect_ratio`: `pad` (stage 2: pad to a square with the CLIP mean colour, then resize and
+            centre-crop) or `square` (stage 1, LLaVA's `pretrain.sh`: resize and centre-crop only). Saved in the
+            processor and the card. LLaVA's own argument defaults to `square`; its stage-2 scripts pass `pad`.
         zero_image_for_text_only (`str`, *optional*, defaults to `"auto"`):
             Run the vision tower on a zero image for batches without images, spliced at length 0 (LLaVA's fix for
             ZeRO-3 hangs). `auto` turns it on under DeepSpeed ZeRO-3, `yes` / `no` force it.
@@ -61,6 +65,13 @@ class LlavaSFTConfig(SFTConfig):
         metadata={
             "help": "Chat template: `vicuna_v1` (finetune) or `plain` (pretrain).",
             "choices": ["vicuna_v1", "plain"],
+        },
+    )
+    image_aspect_ratio: str = field(
+        default="pad",
+        metadata={
+            "help": "`pad` (stage 2: pad to a square, then CLIP) or `square` (stage 1: CLIP resize + centre crop only).",
+            "choices": ["pad", "square"],
         },
     )
     zero_image_for_text_only: str = field(

@@ -35,14 +35,15 @@ ORIGINAL_PROJECTOR_KEYS = {"model.mm_projector.0": "linear_1", "model.mm_project
 
 
 def load_processor(model_args, training_args, vision_config=None):
-    """The LLaVA processor for the run: checkpoint's tokenizer, padding image processor, the recipe's template."""
+    """The LLaVA processor for the run: checkpoint's tokenizer, the recipe's template and image aspect mode (`pad`:
+    padding image processor; `square`: CLIP resize + centre crop only)."""
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     if vision_config is None:
         vision_config = _read_llava_config(model_args).vision_config
     image_size = model_args.image_size or vision_config.image_size
     return build_processor(
         tokenizer,
-        padding_image_processor(image_size),
+        padding_image_processor(image_size, do_pad=training_args.image_aspect_ratio == "pad"),
         patch_size=vision_config.patch_size,
         image_size=image_size,
         template=training_args.llava_template,

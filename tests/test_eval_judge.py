@@ -229,3 +229,46 @@ def test_eval_with_judge_end_to_end(endpoint, tmp_path):
     details = [json.loads(x) for x in (tmp_path / "out" / "llava_bench" / "details.jsonl").read_text().splitlines()]
     assert [d["question_id"] for d in details] == [0, 1] and details[0]["score"] == 6.0
     assert details[0]["question"] == "What is the name of this famous sight in the photo?"
+
+
+@pytest.mark.slow
+def test_eval_mm_vet_with_judge_end_to_end(endpoint, tmp_path):
+    """`hub-llava eval --benchmarks mm_vet --judge_base_url`: answers, grade files per run, official-rule score."""
+    from PIL import Image
+
+    from hub_llava.cli import main
+    from hub_llava.eval.files import read_jsonl
+    from hub_llava.testing import tiny_llava, tiny_processor
+
+    processor = tiny_processor()
+    tiny_llava(processor.tokenizer).save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    folder = tmp_path / "data" / "mm-vet"
+    (folder / "images").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (30, 20), (40 * i, 90, 200)).save(folder / "images" / f"v1_{i}.png")
+    questions = [{"image": f"v1_{i}.png", "text": MM_VET_TRUTH[f"v1_{i}"]["question"], "question_id": i}
+                 for i in range(2)]  # fmt: skip
+    (folder / "llava-mm-vet.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    (folder / "mm-vet.json").write_text(json.dumps(MM_VET_TRUTH))
+    # Run 1: v1_0 -> 1.0, v1_1 unparsable then 0.2 on the retry; run 2: 0.5, 0.0.
+    endpoint.script = [(200, "1.0"), (200, "unsure"), (200, "0.2"), (200, "0.5"), (200, "0.0")]
+    args = ["eval", "--model", str(tmp_path / "tiny"), "--benchmarks", "mm_vet", "--data_dir", str(tmp_path / "data"),
+            "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "4", "--judge_base_url", endpoint.url,
+            "--judge_runs", "2"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["mm_vet"]
+    # Per run: (1.0 + 0.2) / 2 = 60.0 and (0.5 + 0.0) / 2 = 25.0; mean 42.5; population std 17.5.
+    assert result["score"] == 42.5 and result["details"]["runs"] == [60.0, 25.0] and result["details"]["std"] == 17.5
+    assert result["details"]["capabilities"] == {"ocr": 42.5, "math": 42.5} and result["n"] == 2
+    answers = read_jsonl(tmp_path / "out" / "mm_vet" / "answers.jsonl")
+    assert endpoint.requests[0]["body"]["messages"][0]["content"].endswith(
+        "\nWhat is x in the equation? | -1 <AND> -5 | " + answers[0]["text"] + " | "
+    )
+    run1 = read_jsonl(tmp_path / "out" / "mm_vet" / "grades_run1.jsonl")
+    assert [(g["question_id"], g["score"], g["requests"]) for g in run1] == [("v1_0", 1.0, 1), ("v1_1", 0.2, 2)]
+    details = read_jsonl(tmp_path / "out" / "mm_vet" / "details.jsonl")
+    assert [(d["question_id"], d["score"], d["target"]) for d in details] == [
+        (0, 0.75, "-1<AND>-5"),
+        (1, 0.1, "1.25=5/4"),
+    ]

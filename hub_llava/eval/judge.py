@@ -129,7 +129,7 @@ def review_llava_bench(client: JudgeClient, questions: list[dict], contexts: lis
 
 
 def mm_vet_query(question: str, answer: str, prediction: str) -> str:
-    """The grader's user message: the few-shot prompt, "\n", then "question | ground truth | prediction | " with
+    """The grader's user message: the few-shot prompt, "\\n", then "question | ground truth | prediction | " with
     spaces put around the ground truth's <AND> / <OR>, as the official grader builds it."""
     truth = answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
     return prompts()["mm_vet"]["prompt"] + "\n" + " | ".join([question, truth, prediction, ""])

@@ -69,8 +69,8 @@ def baseline(predictions, answers):
         gts = [{"answer": a.replace("\n", " ").replace("\t", " ").strip(), "answer_id": i} for i, a in enumerate(row)]
         res = prediction.replace("\n", " ").replace("\t", " ").strip()
         if len(set(g["answer"] for g in gts)) > 1:
-            for g in gts:
-                g["answer"] = _punct(g["answer"])
+            for g in gts:  # vqaEval.py as fixed in 2021: the answers get the digit/article step too
+                g["answer"] = _digit_article(_punct(g["answer"]))
             res = _digit_article(_punct(res))
         accs = []
         for gt in gts:

@@ -50,6 +50,7 @@ RESULT_FEATURES = Features(
         "model_name": Value("string"),
         "date": Value("string"),
         "hub_llava_version": Value("string"),
+        "dtype": Value("string"),
         "generation": Value("string"),
     }
 )
@@ -150,7 +151,7 @@ def stage_details(results_json, repo_id: str, out_dir, previous_dir=None, model_
     if not rows_per_benchmark:
         raise HubCheckError(f"{results_json}: no <benchmark>/details.jsonl beside it; nothing for a details dataset.")
     # One row per benchmark; parquet too, as `load_dataset` reads a whole repo with one builder.
-    run = {key: results.get(key) for key in ("model", "model_name", "date", "hub_llava_version")}
+    run = {key: results.get(key) for key in ("model", "model_name", "date", "hub_llava_version", "dtype")}
     run["generation"] = json.dumps(results.get("generation") or {})
     rows = [
         {
@@ -194,6 +195,7 @@ def _details_card(results: dict, repo_id: str, split: str, files: list[str], row
         model_link=f"[`{model}`]({constants.ENDPOINT}/{model})" if is_repo_id else f"`{model}`",
         hub_llava_version=results.get("hub_llava_version", hub_llava.__version__),
         generation_text=", ".join(f"{k}={v}" for k, v in generation.items()) or "greedy",
+        dtype=results.get("dtype"),
         date=results["date"],
         split=split,
         repo_id=repo_id,

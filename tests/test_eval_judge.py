@@ -125,14 +125,88 @@ def test_llava_bench_reviews_then_score(endpoint, tmp_path):
     assert result["score"] == 71.4 and result["details"]["runs"][str(path)]["all"]["unparsed"] == 1
 
 
-def test_mm_vet_grading_retries_unparsable_grades(endpoint):
-    truth = {"v1_0": {"question": "What is x in the equation?", "answer": "-1<AND>-5", "capability": ["math"]}}
-    endpoint.script = [(200, "banana"), (200, "0.5")]
-    grades = grade_mm_vet(JudgeClient(endpoint.url, backoff=0.01), truth, [{"question_id": 0, "text": "x = -1"}])
-    assert grades == [{"question_id": "v1_0", "score": 0.5, "parsed": True}]
-    first, second = (r["body"] for r in endpoint.requests)
-    assert first["messages"][0]["content"].endswith("\nWhat is x in the equation? | -1 <AND> -5 | x = -1 | ")
-    assert (first["temperature"], second["temperature"]) == (0.0, 0.1) and first["max_tokens"] == 3
+# The official grader's few-shot prompt, transcribed from yuweihao/MM-Vet `mm-vet_evaluator.py` (a copy of its own,
+# not read from judge_prompts.yaml): a triple-quoted string that ends with a newline after its last example.
+MM_VET_PROMPT = (
+    "Compare the ground truth and prediction from AI models, to give a correctness score for the prediction. <AND> in "
+    "the ground truth means it is totally right only when all elements in the ground truth are present in the "
+    "prediction, and <OR> means it is totally right when any one element in the ground truth is present in the "
+    "prediction. The correctness score is 0.0 (totally wrong), 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, or 1.0 "
+    "(totally right). Just complete the last space of the correctness score.\n"
+    "\n"
+    "Question | Ground truth | Prediction | Correctness\n"
+    "--- | --- | --- | ---\n"
+    "What is x in the equation? | -1 <AND> -5 | x = 3 | 0.0\n"
+    "What is x in the equation? | -1 <AND> -5 | x = -1 | 0.5\n"
+    "What is x in the equation? | -1 <AND> -5 | x = -5 | 0.5\n"
+    "What is x in the equation? | -1 <AND> -5 | x = -5 or 5 | 0.5\n"
+    "What is x in the equation? | -1 <AND> -5 | x = -1 or x = -5 | 1.0\n"
+    "Can you explain this meme? | This meme is poking fun at the fact that the names of the countries Iceland and "
+    "Greenland are misleading. Despite its name, Iceland is known for its beautiful green landscapes, while Greenland "
+    "is mostly covered in ice and snow. The meme is saying that the person has trust issues because the names of "
+    "these countries do not accurately represent their landscapes. | The meme talks about Iceland and Greenland. "
+    "It's pointing out that despite their names, Iceland is not very icy and Greenland isn't very green. | 0.4\n"
+    "Can you explain this meme? | This meme is poking fun at the fact that the names of the countries Iceland and "
+    "Greenland are misleading. Despite its name, Iceland is known for its beautiful green landscapes, while Greenland "
+    "is mostly covered in ice and snow. The meme is saying that the person has trust issues because the names of "
+    "these countries do not accurately represent their landscapes. | The meme is using humor to point out the "
+    "misleading nature of Iceland's and Greenland's names. Iceland, despite its name, has lush green landscapes while "
+    "Greenland is mostly covered in ice and snow. The text 'This is why I have trust issues' is a playful way to "
+    "suggest that these contradictions can lead to distrust or confusion. The humor in this meme is derived from the "
+    "unexpected contrast between the names of the countries and their actual physical characteristics. | 1.0\n"
+)
+RETRY = "\nPredict the correctness of the answer (digit): "
+MM_VET_TRUTH = {
+    "v1_0": {"question": "What is x in the equation?", "answer": "-1<AND>-5", "capability": ["ocr", "math"]},
+    "v1_1": {"question": "What is d in the last equation?", "answer": "1.25=5/4", "capability": ["ocr", "math"]},
+}
+
+
+def _sent(endpoint):
+    return [(r["body"]["messages"][0]["content"], r["body"]["temperature"]) for r in endpoint.requests]
+
+
+def test_mm_vet_prompt_is_the_official_grader_text(endpoint):
+    endpoint.script = [(200, "0.5")]
+    grades = grade_mm_vet(
+        JudgeClient(endpoint.url, backoff=0.01), MM_VET_TRUTH, [{"question_id": 0, "text": "x = -1"}]
+    )
+    # The few-shot prompt's own final newline, then "\n": a blank line before the item's line; <AND> spaced out.
+    query = MM_VET_PROMPT + "\n" + "What is x in the equation? | -1 <AND> -5 | x = -1 | "
+    assert _sent(endpoint) == [(query, 0.0)]
+    body = endpoint.requests[0]["body"]
+    assert body["model"] == "gpt-4-0613" and body["max_tokens"] == 3 and len(body["messages"]) == 1
+    assert grades == [{"question_id": "v1_0", "score": 0.5, "content": "0.5", "requests": 1, "parsed": True}]
+
+
+def test_mm_vet_retries_as_the_official_grader(endpoint):
+    client = JudgeClient(endpoint.url, backoff=0.01)
+    query = MM_VET_PROMPT + "\nWhat is d in the last equation? | 1.25=5/4 | d = 1.25 | "
+    # Not a number; out of [0, 1]; " 0.5" (its first space-separated field is empty); then "0.7 because" -> 0.7.
+    endpoint.script = [(200, "banana"), (200, "1.5"), (200, " 0.5"), (200, "0.7 because")]
+    (grade,) = grade_mm_vet(client, MM_VET_TRUTH, [{"question_id": "v1_1", "text": "d = 1.25"}])
+    # The first retry goes at the first request's temperature (0.0); each retry then raises it by 0.5.
+    assert _sent(endpoint) == [(query, 0.0), (query + RETRY, 0.0), (query + RETRY, 0.5), (query + RETRY, 1.0)]
+    assert (grade["score"], grade["requests"], grade["parsed"]) == (0.7, 4, True)
+
+    # Five retries, then 0.0: the official loop stops once the fifth retry is sent and never reads its reply.
+    endpoint.requests.clear()
+    endpoint.script = [(200, "n/a")] * 5 + [(200, "1.0")]
+    (grade,) = grade_mm_vet(client, MM_VET_TRUTH, [{"question_id": "v1_1", "text": "d = 1.25"}])
+    assert _sent(endpoint) == [(query, 0.0)] + [(query + RETRY, t) for t in (0.0, 0.5, 1.0, 1.5, 2.0)]
+    assert grade == {"question_id": "v1_1", "score": 0.0, "content": "1.0", "requests": 6, "parsed": False}
+
+
+def test_mm_vet_grades_written_by_the_judge_are_scored(endpoint, tmp_path):
+    endpoint.script = [(200, "0.5"), (200, "1.0")]
+    answers = [{"question_id": 0, "text": "x = -1"}, {"question_id": 1, "text": "d = 1.25"}]
+    path = tmp_path / "grades_run1.jsonl"
+    path.write_text(
+        "".join(json.dumps(g) + "\n" for g in grade_mm_vet(JudgeClient(endpoint.url), MM_VET_TRUTH, answers))
+    )
+    (tmp_path / "mm-vet.json").write_text(json.dumps(MM_VET_TRUTH))
+    result, _ = score_file("mm_vet", reviews=[path], questions=tmp_path / "mm-vet.json")
+    assert result["score"] == 75.0 and result["details"]["capabilities"] == {"ocr": 75.0, "math": 75.0}
 
 
 @pytest.mark.slow
@@ -155,3 +229,46 @@ def test_eval_with_judge_end_to_end(endpoint, tmp_path):
     details = [json.loads(x) for x in (tmp_path / "out" / "llava_bench" / "details.jsonl").read_text().splitlines()]
     assert [d["question_id"] for d in details] == [0, 1] and details[0]["score"] == 6.0
     assert details[0]["question"] == "What is the name of this famous sight in the photo?"
+
+
+@pytest.mark.slow
+def test_eval_mm_vet_with_judge_end_to_end(endpoint, tmp_path):
+    """`hub-llava eval --benchmarks mm_vet --judge_base_url`: answers, grade files per run, official-rule score."""
+    from PIL import Image
+
+    from hub_llava.cli import main
+    from hub_llava.eval.files import read_jsonl
+    from hub_llava.testing import tiny_llava, tiny_processor
+
+    processor = tiny_processor()
+    tiny_llava(processor.tokenizer).save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    folder = tmp_path / "data" / "mm-vet"
+    (folder / "images").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (30, 20), (40 * i, 90, 200)).save(folder / "images" / f"v1_{i}.png")
+    questions = [{"image": f"v1_{i}.png", "text": MM_VET_TRUTH[f"v1_{i}"]["question"], "question_id": i}
+                 for i in range(2)]  # fmt: skip
+    (folder / "llava-mm-vet.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    (folder / "mm-vet.json").write_text(json.dumps(MM_VET_TRUTH))
+    # Run 1: v1_0 -> 1.0, v1_1 unparsable then 0.2 on the retry; run 2: 0.5, 0.0.
+    endpoint.script = [(200, "1.0"), (200, "unsure"), (200, "0.2"), (200, "0.5"), (200, "0.0")]
+    args = ["eval", "--model", str(tmp_path / "tiny"), "--benchmarks", "mm_vet", "--data_dir", str(tmp_path / "data"),
+            "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "4", "--judge_base_url", endpoint.url,
+            "--judge_runs", "2"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["mm_vet"]
+    # Per run: (1.0 + 0.2) / 2 = 60.0 and (0.5 + 0.0) / 2 = 25.0; mean 42.5; population std 17.5.
+    assert result["score"] == 42.5 and result["details"]["runs"] == [60.0, 25.0] and result["details"]["std"] == 17.5
+    assert result["details"]["capabilities"] == {"ocr": 42.5, "math": 42.5} and result["n"] == 2
+    answers = read_jsonl(tmp_path / "out" / "mm_vet" / "answers.jsonl")
+    assert endpoint.requests[0]["body"]["messages"][0]["content"].endswith(
+        "\nWhat is x in the equation? | -1 <AND> -5 | " + answers[0]["text"] + " | "
+    )
+    run1 = read_jsonl(tmp_path / "out" / "mm_vet" / "grades_run1.jsonl")
+    assert [(g["question_id"], g["score"], g["requests"]) for g in run1] == [("v1_0", 1.0, 1), ("v1_1", 0.2, 2)]
+    details = read_jsonl(tmp_path / "out" / "mm_vet" / "details.jsonl")
+    assert [(d["question_id"], d["score"], d["target"]) for d in details] == [
+        (0, 0.75, "-1<AND>-5"),
+        (1, 0.1, "1.25=5/4"),
+    ]

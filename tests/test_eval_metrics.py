@@ -84,3 +84,52 @@ def test_mme_totals_sum_perception_and_cognition():
     assert "count" in totals["missing_perception_tasks"]
     with pytest.raises(ValueError, match="exactly two questions per image"):
         mme.mme_task_score([[("Yes", "Yes")]])
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # DESIGN §5 / LLaVA's eval_pope.py: keep the text before the first ".", drop commas, split on " "; "no" if
+        # one of the words is exactly "No", "no" or "not", else "yes".
+        ("No, there is not.", "no"),  # "No there is not": "No" (and "not")
+        ("yes.", "yes"),  # "yes": none of the three words
+        ("Not sure", "yes"),  # "Not" is capitalised: not one of the three words
+        ("Yes, there is a cat.", "yes"),
+        ("There is no dog.", "no"),  # "no" as a word
+        ("There is not a dog in the image", "no"),  # no period: the whole text; "not"
+        ("I don't think so.", "yes"),  # "don't" is not "not"
+        ("Yes. No dog is there.", "yes"),  # only the first sentence
+        ("No.There is a cat", "no"),  # the first sentence is "No"
+        ("Yes, no", "no"),  # commas go first: "Yes no"
+        ("nope", "yes"),
+        ("NO", "yes"),  # upper case is not in the list
+        ("no\nthere is a cat", "yes"),  # split on spaces only: "no\nthere" is one word
+        ("It is not.", "no"),
+        ("", "yes"),  # an empty answer counts as yes
+    ],
+)
+def test_pope_parse_beyond_bare_yes_no(answer, expected):
+    assert pope.pope_parse(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # DESIGN §5 / MME's eval tool: lower-case; exactly "yes"/"no"; else "yes" in the first 4 characters, else
+        # "no" in them; else "other".
+        ("No, there is not.", "no"),  # "no, " holds "no"
+        ("yes.", "yes"),  # "yes." holds "yes"
+        ("Not sure", "no"),  # "not " holds "no" (unlike POPE, where "Not" is not a match)
+        ("Yes, there is a cat.", "yes"),
+        ("There is no dog.", "other"),  # "ther": neither, although the answer means no
+        ("YES", "yes"),  # lower-cased first
+        ("Y", "other"),
+        ("know", "no"),  # "know" holds "no"
+        ("ayes", "yes"),
+        ("noyes", "no"),  # "noye": no "yes" in the first 4 characters, but "no"
+        ("I don't know", "other"),  # "i do"
+        ("", "other"),
+    ],
+)
+def test_mme_parse_beyond_bare_yes_no(answer, expected):
+    assert mme.mme_parse(answer) == expected

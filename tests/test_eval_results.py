@@ -8,7 +8,7 @@ from hub_llava.eval.results import to_eval_result_entries, to_eval_results
 
 RESULTS = {
     "model": "out/llava-tiny", "model_name": "llava-tiny", "hub_llava_version": "0.1.0.dev0",
-    "date": "2026-11-21T23:59:00Z", "generation": {"temperature": 0, "num_beams": 1},
+    "date": "2026-11-21T23:59:00Z", "dtype": "float16", "generation": {"temperature": 0, "num_beams": 1},
     "results": {
         "pope": {"score": 85.95, "metric": "f1", "name": "POPE", "n": 8910, "details": {}},
         "mme": {"score": 1531.3, "metric": "perception", "name": "MME-Perception", "n": 2374, "details": {}},
@@ -38,7 +38,7 @@ def test_eval_results_yaml_entries():
     data = yaml.safe_load(yaml.safe_dump(eval_result_entries_to_yaml(entries["pope"])))
     assert data[0]["dataset"] == {"id": "lmms-lab/POPE", "task_id": "pope"}
     assert data[0]["value"] == 85.95 and data[0]["date"] == "2026-11-21T23:59:00Z"
-    assert "n=8910" in data[0]["notes"] and "source" not in data[0]
+    assert "n=8910; weights in float16;" in data[0]["notes"] and "source" not in data[0]
     assert parse_eval_result_entries(data)[0].value == 85.95
     linked = to_eval_result_entries(RESULTS, source_url="https://example.org/d", source_name="details")
     assert eval_result_entries_to_yaml(linked["mme"])[0]["source"] == {

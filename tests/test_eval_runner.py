@@ -100,6 +100,7 @@ def test_runner_end_to_end_batching_and_resume(checkpoint, tmp_path, capsys):
     assert results["pope"]["name"] == "POPE" and results["pope"]["metric"] == "f1" and results["pope"]["n"] == 12
     assert results["mme"]["n"] == 6 and results["scienceqa"]["n"] == 2
     assert single["generation"] == {"temperature": 0, "num_beams": 1, "max_new_tokens": 6}
+    assert single["dtype"] == "float16"  # LLaVA's loader evaluated in float16; it runs on CPU too
     details = read_jsonl(tmp_path / "b1" / "pope" / "details.jsonl")
     assert len(details) == 12 and set(details[0]) == {
         "question_id",
@@ -128,10 +129,23 @@ def test_runner_end_to_end_batching_and_resume(checkpoint, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_limit_scores_only_the_answered_questions(checkpoint, tmp_path):
-    summary = _eval(checkpoint, tmp_path, "pope", 2, "--limit", "3")
+    summary = _eval(checkpoint, tmp_path, "pope", 2, "--limit", "3", "--dtype", "bfloat16")
     assert summary["results"]["pope"]["n"] == 3
     assert summary["results"]["pope"]["details"]["missing"] == 9
     assert len(read_jsonl(tmp_path / "pope" / "answers.jsonl")) == 3
+    assert summary["dtype"] == "bfloat16"
+    # Answers of a bfloat16 run are never resumed into (or reported as) a float16 run.
+    with pytest.raises(ValueError, match="holds results evaluated in bfloat16, not float16"):
+        _eval(checkpoint, tmp_path, "pope", 2, "--limit", "3")
+
+
+def test_model_loads_in_float16_by_default(checkpoint):
+    import torch
+
+    from hub_llava.eval.run import load_model
+
+    assert load_model(str(checkpoint))[0].dtype == torch.float16
+    assert load_model(str(checkpoint), "float32")[0].dtype == torch.float32
 
 
 def test_unknown_benchmark_is_refused_before_loading_the_model(tmp_path):

@@ -297,18 +297,6 @@ def test_vqav2_val_uses_the_upload_conversion_then_the_official_rule(tmp_path):
     }
 
 
-def test_mm_vet_averages_grade_runs(tmp_path):
-    questions = {"v1_0": {"capability": ["math", "ocr"]}, "v1_1": {"capability": ["ocr"]}}
-    (tmp_path / "mm-vet.json").write_text(json.dumps(questions))
-    write_jsonl(tmp_path / "r1.jsonl", [{"question_id": "v1_0", "score": 1.0}, {"question_id": "v1_1", "score": 0.0}])
-    write_jsonl(tmp_path / "r2.jsonl", [{"question_id": "v1_0", "score": 0.5}, {"question_id": "v1_1", "score": 0.5}])
-    result, _ = score_file(
-        "mm_vet", reviews=[tmp_path / "r1.jsonl", tmp_path / "r2.jsonl"], questions=tmp_path / "mm-vet.json"
-    )
-    assert result["score"] == 50.0
-    assert result["details"]["runs"][str(tmp_path / "r1.jsonl")]["capabilities"] == {"math": 100.0, "ocr": 50.0}
-
-
 def test_answer_file_errors_name_the_file_and_line(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"question_id": 1, "text": "Yes"}\n{not json}\n')

@@ -26,6 +26,7 @@ def write_run(folder, date="2026-11-21T23:59:00Z", pope_prediction="Yes"):
         "model_name": "tiny-llava",
         "hub_llava_version": "0.1.0.dev0",
         "date": date,
+        "dtype": "float16",
         "generation": {"temperature": 0, "num_beams": 1},
         "results": {
             "pope": {
@@ -85,6 +86,7 @@ def test_details_dataset_loads_back(tmp_path, monkeypatch):
     assert "| MME-Cognition | — | 50.0 | cognition | 2 | — |" in card
     assert "| POPE | `pope` | 66.67 | f1 | 3 | 3 |" in card
     assert "Per-sample outputs of [`hub_llava/tiny-llava`](https://huggingface.co/hub_llava/tiny-llava) on 3" in card
+    assert "generation temperature=0, num_beams=1, weights in `float16`\n(LLaVA evaluated in `float16`)" in card
 
     pope = load_staged(staged, tmp_path, monkeypatch, "pope", "latest")
     assert pope["question_id"] == ["1", "2", "3"] and pope["score"] == [1.0, 0.0, 1.0]
@@ -98,6 +100,16 @@ def test_details_dataset_loads_back(tmp_path, monkeypatch):
         json.loads(results[0]["details"]) == {"adversarial": {"f1": 66.67}}
         and results[0]["model_name"] == "tiny-llava"
     )
+    assert results["dtype"] == ["float16"] * 3
+
+
+def test_card_of_a_run_without_a_recorded_dtype(tmp_path):
+    results_json = write_run(tmp_path / "eval")
+    results = json.loads(results_json.read_text())
+    del results["dtype"]  # a results.json written before eval recorded it
+    results_json.write_text(json.dumps(results))
+    card = (stage_details(results_json, DETAILS_REPO, tmp_path / "staged") / "README.md").read_text()
+    assert "weights dtype not recorded" in card and "weights in" not in card
 
 
 def test_earlier_runs_stay_as_splits(tmp_path, monkeypatch):

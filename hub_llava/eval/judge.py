@@ -16,6 +16,7 @@ from importlib import resources
 
 import yaml
 
+from hub_llava.eval.metrics.mm_vet import parse_grade
 from hub_llava.eval.metrics.reviews import parse_review_scores
 
 logger = logging.getLogger(__name__)
@@ -127,17 +128,39 @@ def review_llava_bench(client: JudgeClient, questions: list[dict], contexts: lis
     return reviews
 
 
-def _grade(text: str) -> float | None:
-    try:
-        value = float(text.strip().split(" ")[0])
-    except (ValueError, IndexError):
-        return None
-    return value if 0.0 <= value <= 1.0 else None
+def mm_vet_query(question: str, answer: str, prediction: str) -> str:
+    """The grader's user message: the few-shot prompt, "\\n", then "question | ground truth | prediction | " with
+    spaces put around the ground truth's <AND> / <OR>, as the official grader builds it."""
+    truth = answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
+    return prompts()["mm_vet"]["prompt"] + "\n" + " | ".join([question, truth, prediction, ""])
+
+
+def _grade_mm_vet_item(client: JudgeClient, query: str) -> dict:
+    """One grade, with the official grader's retries: a reply that is not a grade is asked again with the retry
+    instruction appended, at the current temperature (0.0 for the first retry), which then rises by 0.5; when the
+    fifth retry has been sent the grade is 0.0 without reading its reply, as the official loop does."""
+    config = prompts()["mm_vet"]
+
+    def ask(text: str, temperature: float) -> str:
+        return client.chat([{"role": "user", "content": text}], temperature, config["max_tokens"], config["model"])
+
+    temperature = config["temperature"]
+    reply = ask(query, temperature)
+    for attempt in range(1, config["retries"] + 1):
+        grade = parse_grade(reply)
+        if grade is not None:
+            return {"score": grade, "content": reply, "requests": attempt, "parsed": True}
+        reply = ask(query + config["retry_instruction"], temperature)
+        temperature += config["retry_temperature_step"]
+    return {"score": 0.0, "content": reply, "requests": config["retries"] + 1, "parsed": False}
 
 
 def grade_mm_vet(client: JudgeClient, ground_truth: dict, answers: list[dict]) -> list[dict]:
-    """Grades MM-Vet answers (question_id like "v1_0") against the official `mm-vet.json`; rows `{question_id, score}`."""
-    config = prompts()["mm_vet"]
+    """One grading run of MM-Vet answers (question_id 0 or "v1_0") against the official `mm-vet.json`.
+
+    Returns rows `{"question_id": "v1_<i>", "score", "content" (the judge's reply), "requests", "parsed"}`: the
+    grade file of one run, as `hub_llava.eval.benchmarks.mm_vet` reads it.
+    """
     grades = []
     for answer in answers:
         qid = str(answer["question_id"])
@@ -145,15 +168,6 @@ def grade_mm_vet(client: JudgeClient, ground_truth: dict, answers: list[dict]) -
         if key not in ground_truth:
             raise ValueError(f"MM-Vet answer {qid!r} matches no question of the ground truth.")
         item = ground_truth[key]
-        truth = item["answer"].replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
-        query = config["prompt"] + "\n" + " | ".join([item["question"], truth, answer["text"], ""])
-        score, temperature = None, config["temperature"]
-        for _ in range(config["attempts"]):
-            score = _grade(
-                client.chat([{"role": "user", "content": query}], temperature, config["max_tokens"], config["model"])
-            )
-            if score is not None:
-                break
-            temperature += 0.1
-        grades.append({"question_id": key, "score": score if score is not None else 0.0, "parsed": score is not None})
+        grade = _grade_mm_vet_item(client, mm_vet_query(item["question"], item["answer"], answer["text"]))
+        grades.append({"question_id": key, **grade})
     return grades

@@ -59,7 +59,8 @@ def to_eval_result_entries(
     out = {}
     for key, entry in results["results"].items():
         _, dataset, split, metric = _benchmark(key, entry)
-        notes = f"{PROTOCOL}; {metric} on {split or 'the benchmark'}, n={entry['n']}; hub_llava {results.get('hub_llava_version', '')}"
+        dtype = f"; weights in {results['dtype']}" if results.get("dtype") else ""
+        notes = f"{PROTOCOL}; {metric} on {split or 'the benchmark'}, n={entry['n']}{dtype}; hub_llava {results.get('hub_llava_version', '')}"
         out[key] = [
             EvalResultEntry(
                 dataset_id=dataset,

@@ -21,6 +21,7 @@ from hub_llava.eval import registry
 from hub_llava.eval.files import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
+DTYPES = ("float16", "bfloat16", "float32")  # float16 first: the default, as LLaVA evaluated
 
 
 def doc_key(row: dict) -> tuple[str, str]:
@@ -138,21 +139,21 @@ def results_entries(benchmark, result: dict) -> dict:
     return entries
 
 
-def load_model(model_path: str, dtype: str | None = None):
+def load_model(model_path: str, dtype: str = "float16"):
+    """The model in `dtype` (float16 by default, as LLaVA's loader evaluated the published models) and its
+    processor. float16 also runs on CPU (torch 2.13)."""
     import torch
     from accelerate import PartialState
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     state = PartialState()
-    if dtype is None:
-        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
     model = LlavaForConditionalGeneration.from_pretrained(model_path, dtype=getattr(torch, dtype))
     processor = AutoProcessor.from_pretrained(model_path)
     return model.to(state.device).eval(), processor
 
 
 def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, limit: int | None = None,
-             batch_size: int = 1, dtype: str | None = None, model_name: str | None = None,
+             batch_size: int = 1, dtype: str = "float16", model_name: str | None = None,
              max_new_tokens: int | None = None, judge=None, judge_runs: int | None = None) -> dict:  # fmt: skip
     """Runs the benchmarks and returns (and writes, on the main process) results.json's content."""
     import torch  # torch, accelerate and transformers load only when the command runs
@@ -173,8 +174,12 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
         raise ValueError(
             f"{results_path} holds results of {summary['model']}, not {model_path}; use another --output_dir."
         )
+    if summary.get("dtype", dtype) != dtype:
+        raise ValueError(
+            f"{results_path} holds results evaluated in {summary['dtype']}, not {dtype}; use another --output_dir."
+        )
     summary.update({
-        "model": model_path, "model_name": model_name, "hub_llava_version": hub_llava.__version__,
+        "model": model_path, "model_name": model_name, "dtype": dtype, "hub_llava_version": hub_llava.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generation": {"temperature": 0, "num_beams": 1},
     })  # fmt: skip
@@ -220,7 +225,10 @@ def add_parser(subparsers):
     parser.add_argument("--limit", type=int, help="Only the first N questions of each benchmark (scored on those).")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], help="Default: bf16 on GPU, fp32 on CPU."
+        "--dtype",
+        choices=DTYPES,
+        default="float16",
+        help="Weights dtype (default float16, as LLaVA evaluated; written into results.json).",
     )
     parser.add_argument(
         "--max_new_tokens", type=int, help="Override every benchmark's max_new_tokens (smoke tests; not the protocol)."

@@ -15,10 +15,17 @@ from hub_llava.eval.metrics.choice import mmbench_circular, mmbench_correct
 
 SCORE_ARGUMENTS = {"questions": {"required": True, "help": "The mmbench_dev_*.tsv file (with the answer column)."}}
 OPTIONS = ["A", "B", "C", "D"]
+# pandas' default `na_values`: the fields `pd.read_table` (LLaVA's loader) reads as NaN, compared as written (nothing
+# is stripped: " NA" and "  " stay text). LLaVA's `is_none` then also takes "nan" / "none" in any case ("NONE").
+PANDAS_NA_VALUES = frozenset(
+    ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+     "NULL", "NaN", "None", "n/a", "nan", "null"]
+)  # fmt: skip
 
 
-def _present(value) -> bool:
-    return value is not None and str(value).strip() not in ("", "nan", "NaN", "none", "None")
+def is_missing(value: str | None) -> bool:
+    """Whether a TSV field is an absent option / hint as LLaVA's `model_vqa_mmbench.py` reads it (None: a short row)."""
+    return value is None or value in PANDAS_NA_VALUES or value.lower() in ("nan", "none")
 
 
 def read_tsv(path) -> list[dict]:
@@ -28,9 +35,10 @@ def read_tsv(path) -> list[dict]:
 
 
 def row_options(row: dict) -> dict[str, str]:
+    """The options up to the first missing one (LLaVA stops there: a later option after a gap is not shown)."""
     options = {}
     for letter in OPTIONS:
-        if not _present(row.get(letter)):
+        if is_missing(row.get(letter)):
             break
         options[letter] = row[letter]
     return options
@@ -39,7 +47,7 @@ def row_options(row: dict) -> dict[str, str]:
 def row_question(row: dict) -> str:
     """hint + question + "X. option" lines, as LLaVA's `model_vqa_mmbench.py` builds it."""
     question = row["question"]
-    if _present(row.get("hint")):
+    if not is_missing(row.get("hint")):
         question = row["hint"] + "\n" + question
     for letter, option in row_options(row).items():
         question = question + "\n" + letter + ". " + option
@@ -59,7 +67,7 @@ def load_docs(benchmark, data_dir) -> list[dict]:
 
 def score(answers, *, questions, missing: str = "error"):
     table = {str(int(row["index"])): row for row in read_tsv(questions)}
-    if any(not _present(row.get("answer")) for row in table.values()):
+    if any(is_missing(row.get("answer")) for row in table.values()):
         raise ValueError(f"{questions} has no answers (a test split?): use `hub-llava submission mmbench`.")
     alignment = align(load_answers(answers), list(table), missing=missing, source=str(answers))
     rows = []

@@ -1,9 +1,8 @@
-"""Judge-based benchmarks scored from review files: LLaVA-Bench-in-the-Wild and MM-Vet.
+"""LLaVA-Bench-in-the-Wild, scored from GPT judge review files (MM-Vet's grades: `hub_llava.eval.metrics.mm_vet`).
 
 LLaVA-Bench (LLaVA's `summarize_gpt_review.py`): each review holds `tuple` = (GPT-4 reference score, model score);
 per category and overall, the means (rounded to 3 decimals) give relative = round(model / reference * 100, 1).
 Reviews whose first line did not parse carry (-1, -1) and are kept, as the original does; they are counted.
-MM-Vet: each item is graded 0.0-1.0; the score is the mean x 100, overall and per capability.
 """
 
 from collections import defaultdict
@@ -42,17 +41,3 @@ def llava_bench_summary(reviews: list[dict]) -> dict:
             "unparsed": sum(1 for v in values if list(v) == [-1.0, -1.0]),
         }
     return summary
-
-
-def mm_vet_summary(grades: list[dict]) -> dict:
-    """MM-Vet total and per-capability score (%) from `{"score": 0..1, "capability": [...]}` items."""
-    total = [float(g["score"]) for g in grades]
-    by_cap: dict[str, list[float]] = defaultdict(list)
-    for grade in grades:
-        for cap in grade.get("capability", []):
-            by_cap[cap].append(float(grade["score"]))
-    return {
-        "total": 100 * sum(total) / len(total) if total else 0.0,
-        "capabilities": {cap: 100 * sum(v) / len(v) for cap, v in sorted(by_cap.items())},
-        "n": len(total),
-    }

@@ -2,9 +2,10 @@
 
 Two answer normalisations exist and both are reproduced:
 
-- `"vqa"`, the official VQA evaluation (`vqaEval.py`, used by the VQAv2 / VizWiz servers): newlines and tabs become
-  spaces, then ONLY when the 10 human answers are not all identical are they punctuation-processed and the
-  prediction punctuation + digit/article/contraction-processed.
+- `"vqa"`, the official VQA evaluation (GT-Vision-Lab/VQA `vqaEval.py` as fixed in 2021, a013f00): newlines and
+  tabs become spaces, then ONLY when the 10 human answers are not all identical are the answers and the prediction
+  punctuation + digit/article/contraction-processed (before that fix the prediction was always processed and the
+  answers only punctuation-processed, a mix no single version runs).
 - `"evalai"`, EvalAI's answer processor as TextVQA's evaluator (and LLaVA's submission converters) apply it to every
   answer: lower-case, drop "," and "?", punctuation, digits/articles/contractions.
 
@@ -82,7 +83,7 @@ def vqa_sample_accuracy(prediction: str, answers: list[str], mode: str = "vqa") 
         prediction = clean_whitespace(prediction)
         answers = [clean_whitespace(answer) for answer in answers]
         if len(set(answers)) > 1:
-            answers = [process_punctuation(answer) for answer in answers]
+            answers = [process_digit_article(process_punctuation(answer)) for answer in answers]
             prediction = process_digit_article(process_punctuation(prediction))
     scores = []
     for left_out in range(len(answers)):
@@ -108,12 +109,8 @@ def _canonical(ids: np.ndarray, distinct: dict[str, int], normalise, canon: dict
     return table[ids]
 
 
-def _official_prediction(text: str) -> str:
+def _official(text: str) -> str:
     return process_digit_article(process_punctuation(clean_whitespace(text)))
-
-
-def _official_answer(text: str) -> str:
-    return process_punctuation(clean_whitespace(text))
 
 
 def vqa_accuracy(predictions: list[str], answers: list[list[str]], mode: str = "vqa") -> np.ndarray:
@@ -146,11 +143,11 @@ def vqa_accuracy(predictions: list[str], answers: list[list[str]], mode: str = "
         # The official script normalises only questions whose answers are not all identical.
         gts_clean = _canonical(gt_ids, gt_distinct, clean_whitespace, canon).reshape(-1, width)
         differ = (gts_clean != gts_clean[:, :1]).any(axis=1)
-        gts_punct = _canonical(gt_ids, gt_distinct, _official_answer, canon).reshape(-1, width)
-        gts = np.where(differ[:, None], gts_punct, gts_clean)
+        gts_processed = _canonical(gt_ids, gt_distinct, _official, canon).reshape(-1, width)
+        gts = np.where(differ[:, None], gts_processed, gts_clean)
         preds = np.where(
             differ,
-            _canonical(pred_ids, pred_distinct, _official_prediction, canon),
+            _canonical(pred_ids, pred_distinct, _official, canon),
             _canonical(pred_ids, pred_distinct, clean_whitespace, canon),
         )
     equal = gts == preds[:, None]

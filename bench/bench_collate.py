@@ -4,11 +4,12 @@
 
 Three measurements, each with its baseline in the same run:
 
-1. Collate CPU time per sample (one thread) at 336 px / 576 image tokens: hub_llava's collator (TRL's
-   `DataCollatorForVisionLanguageModeling` + pad-to-square image processor + assistant-only masks, as the trainer
-   builds it) vs TRL's stock path (the same collator, CLIP preprocessing without padding, full-sequence loss).
+1. Collate CPU time per sample (one thread) at 336 px / 576 image tokens: hub_llava's collator (LLaVA's token
+   stream from `tokenizer.model` + pad-to-square image processor, as the trainer builds it) vs TRL's stock path
+   (`DataCollatorForVisionLanguageModeling`, CLIP preprocessing without padding, full-sequence loss), and the text
+   part of ours alone (`ours_text_only_ms`).
    Rows: COCO-sized images (640x480, 480x640, 500x375) and 1-4 rounds of LLaVA-Instruct-like text. Both use the
-   tiny local tokenizer (same for both paths; Vicuna's is not available offline). Target: <= 10 ms/sample/core.
+   tiny local SentencePiece tokenizer (same for both paths; Vicuna's is not available offline). Target: <= 10 ms/sample/core.
 2. Padding fraction of per-device batches on a synthetic mix665k-like length mix (94% image rows: 576 image tokens +
    log-normal text of median 120 tokens; 6% text-only rows of median 900 tokens, capped at 2048), 8 devices x 16:
    random order (the Trainer's default) vs `group_by_modality_length`.
@@ -32,7 +33,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from hub_llava.processing import build_processor, padding_image_processor
 from hub_llava.testing import tiny_tokenizer
-from hub_llava.training.collator import build_collator
+from hub_llava.training.collator import build_collator, row_ids
 from hub_llava.training.configs import LlavaSFTConfig
 from hub_llava.training.sampler import modality_grouped_indices
 from hub_llava.training.tiny_model import make_tiny_model
@@ -88,6 +89,10 @@ def bench_collate(n_rows, batch_size):
     trl_masks = DataCollatorForVisionLanguageModeling(ours, max_length=2048, assistant_only_loss=True)
     trl_masks_ms = time_collator(trl_masks, data[: 2 * batch_size], batch_size, repeats=1)
     images = [row["images"][0] for row in data]
+    start = time.process_time()
+    for row in data:
+        row_ids(our_collator.stream, row["messages"], 1, our_collator.n_image_tokens)
+    text_ms = 1000 * (time.process_time() - start) / len(data)
     return {
         "rows": n_rows,
         "batch_size": batch_size,
@@ -95,6 +100,7 @@ def bench_collate(n_rows, batch_size):
         "stock_ms": stock_ms,
         "ratio": our_ms / stock_ms,
         "trl_collator_with_assistant_masks_ms": trl_masks_ms,
+        "ours_text_only_ms": text_ms,  # token_stream: template, SentencePiece ids, labels, image expansion
         "image_processor_only_ms": {
             "pad_to_square": time_images(ours.image_processor, images),
             "no_pad": time_images(stock.image_processor, images),

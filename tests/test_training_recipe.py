@@ -82,6 +82,24 @@ def test_smoke_recipe_trains_llm_and_projector_not_vision_and_output_loads(tiny_
     assert "recipes/tiny/sft/config_smoke.yaml" in card and "mm_projector_lr" in card
     push = push_model(out, "hub_llava/tiny-llava-sft", dry_run=True)  # the publisher's card + checkpoint checks
     assert "model.safetensors" in push.files and "README.md" in push.files and "training_args.bin" not in push.files
+    assert "tokenizer.model" in push.files
+
+    # `hub-llava eval` on the output sees the stream the run trained on, and it is LLaVA's.
+    from llava_reference import IMAGE_TOKEN_INDEX, SlowLlamaTokenizer, inference_ids
+
+    from hub_llava.eval.generation import Generator
+    from hub_llava.token_stream import TokenStream
+    from hub_llava.training.collator import row_ids
+
+    trained_on = TokenStream.from_processor(AutoProcessor.from_pretrained(tiny_dir))
+    evaluated = Generator(model, processor).stream
+    assert evaluated.legacy is trained_on.legacy is False and evaluated.sp_model_file.startswith(str(out))
+    row = Dataset.from_parquet(str(REPO / "samples" / "sft_smoke" / "train.parquet"))[1]
+    assert row_ids(evaluated, row["messages"], 1, 4) == row_ids(trained_on, row["messages"], 1, 4)
+    slow = SlowLlamaTokenizer(out / "tokenizer.model", legacy=False)
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    expected = [image_id if t == IMAGE_TOKEN_INDEX else t for t in inference_ids("What color is the box?", slow)]
+    assert Generator(model, processor).prompt_ids("What color is the box?", has_image=True) == expected
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dir, tmp_path):
@@ -92,6 +110,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dir, tmp_path):
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=key)
     assert json.loads((resumed / "trainer_state.json").read_text())["global_step"] == 8
+    checkpoint = full / "checkpoint-4"  # an intermediate checkpoint is evaluated on the stream it was trained on
+    assert (checkpoint / "tokenizer.model").is_file()
+    assert json.loads((checkpoint / "tokenizer_config.json").read_text())["slow_tokenizer_legacy"] is False
 
 
 def test_two_process_gloo_run_with_text_only_rows(tiny_dir, tmp_path):

@@ -361,3 +361,51 @@ def test_push_with_a_read_only_token_is_a_clear_error(hub, tmp_path, clip_dir, m
     err = capsys.readouterr().err
     assert "write access" in err and "hf_read_only0000" not in err
     assert (tmp_path / "out" / "model.safetensors").is_file()  # the conversion itself is kept
+
+
+def test_a_clip_saved_by_transformers_5_as_clip_vision_model_converts(tmp_path, clip_dir):
+    """transformers 5 saves `CLIPVisionModel` without the `vision_model.` level (`embeddings.*`, `encoder.*`): the
+    converter and --verify's reference read that layout as well as openai's `CLIPModel` one."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    vision = CLIPVisionModel(CLIPVisionConfig.from_pretrained(clip_dir))  # the same weights, as transformers 5 saves
+    vision.load_state_dict(CLIPVisionModel.from_pretrained(clip_dir).state_dict())  # a CLIPVisionModel it built itself
+    vision.save_pretrained(tmp_path / "clip_v5")
+    (tmp_path / "clip_v5" / "preprocessor_config.json").write_text((clip_dir / "preprocessor_config.json").read_text())
+    keys = list(source.iter_file(tmp_path / "clip_v5" / "model.safetensors"))
+    assert not any(name.startswith("vision_model.") for name, _ in keys)
+    assert (
+        keymap.map_clip_key("encoder.layers.0.mlp.fc1.weight") == "model.vision_tower.encoder.layers.0.mlp.fc1.weight"
+    )
+    assert keymap.map_clip_key("text_projection.weight") is None
+    folder = _full_checkpoint(tmp_path / "full", str(tmp_path / "clip_v5"))
+    out, report = convert_checkpoint(str(folder), tmp_path / "out", verify=True)
+    assert report.ok and report.max_logit_diff < 1e-4
+    from_openai, _ = convert_checkpoint(str(folder), tmp_path / "out_openai", vision_tower=str(clip_dir))
+    from safetensors import safe_open
+
+    with (
+        safe_open(str(out / "model.safetensors"), "pt") as a,
+        safe_open(str(from_openai / "model.safetensors"), "pt") as b,
+    ):
+        for key in a.keys():  # noqa: SIM118
+            if "vision_tower" in key:
+                assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+
+
+def test_dtype_defaults_to_the_source_checkpoints(tmp_path, clip_dir):
+    """A float32 source stays float32 unless --dtype says otherwise (rounding it to float16 moved the logits by
+    ~3e-4); float16 when the config names no dtype."""
+    from safetensors import safe_open
+
+    from hub_llava.convert.converter import source_dtype
+
+    folder = _full_checkpoint(tmp_path / "fp32", str(clip_dir), torch_dtype="float32")
+    out, report = convert_checkpoint(str(folder), tmp_path / "out", verify=True)
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}  # noqa: SIM118
+    assert report.ok and report.max_logit_diff < 1e-5
+    assert "weights stored in `float32`" in (out / "README.md").read_text()
+    assert source_dtype({}) == "float16" and source_dtype({"dtype": "bfloat16"}) == "bfloat16"
+    with pytest.raises(ValueError, match="torch_dtype 'int8'"):
+        source_dtype({"torch_dtype": "int8"})

@@ -17,7 +17,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--base", help="Base Vicuna (folder or Hub id) for LoRA and stage-1 checkpoints.")
     parser.add_argument("--vision_tower", help="CLIP folder or Hub id; defaults to the checkpoint's mm_vision_tower.")
     parser.add_argument(
-        "--dtype", choices=["bfloat16", "float16", "float32"], default="float16", help="Dtype of the saved weights."
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="Dtype of the saved weights (default: the source checkpoint's torch_dtype; float16 if it names none).",
     )
     parser.add_argument(
         "--source_id", help="Hub id of SRC when SRC is a local copy (for the card's published results)."

@@ -78,7 +78,7 @@ def convert_checkpoint(
     *,
     base: str | None = None,
     vision_tower: str | None = None,
-    dtype: str = "float16",
+    dtype: str | None = None,
     source_id: str | None = None,
     token: str | None = None,
     verify: bool = False,
@@ -92,7 +92,8 @@ def convert_checkpoint(
         base (`str`, *optional*): the base Vicuna of a LoRA or stage-1 checkpoint; for a published LoRA checkpoint
             it defaults to the registry's base model.
         vision_tower (`str`, *optional*): CLIP folder or Hub id; defaults to the checkpoint's `mm_vision_tower`.
-        dtype (`str`, *optional*, defaults to `"float16"`): `float16`, `bfloat16` or `float32`.
+        dtype (`str`, *optional*): `float16`, `bfloat16` or `float32`; by default the source's own `torch_dtype` (a
+            float32 source stays float32: nothing is rounded away), float16 when its config names none.
         source_id (`str`, *optional*): the Hub id of `src` when `src` is a local copy (finds published results).
         token (`str`, *optional*): Hub token for downloads; never printed or stored.
         verify (`bool`, *optional*, defaults to `False`): compare the result with an independent forward pass over
@@ -102,13 +103,14 @@ def convert_checkpoint(
     Returns:
         The output folder and the verification report (None without `verify`).
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}.")
     published = registry.lookup(source_id or src)
     if base is None and published is not None and published.format == source.LORA:
         base = published.base_model
     checkpoint = source.open_checkpoint(src, base=base, token=token)
     keymap.check_projector(checkpoint.config)
+    dtype = dtype or source_dtype(checkpoint.config)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}.")
     vision_id = vision_tower or checkpoint.config.get("mm_vision_tower")
     if not vision_id:
         raise ValueError(f"{checkpoint.folder}/config.json names no mm_vision_tower: pass --vision_tower.")
@@ -139,6 +141,14 @@ def convert_checkpoint(
     conversion["verify"] = report.as_dict() if report and report.ok else None
     (output_dir / "README.md").write_text(_card(conversion, published, output_dir, repo_id), encoding="utf-8")
     return output_dir, report
+
+
+def source_dtype(config: dict) -> str:
+    """The dtype the original checkpoint says it is stored in (`torch_dtype`, or transformers 5's `dtype`)."""
+    dtype = config.get("torch_dtype") or config.get("dtype") or "float16"
+    if dtype not in DTYPES:
+        raise ValueError(f"config.json says torch_dtype {dtype!r}: pass --dtype ({', '.join(sorted(DTYPES))}).")
+    return dtype
 
 
 def build_model(checkpoint: source.OriginalCheckpoint, vision_id: str, tokenizer, dtype: torch.dtype, token=None):

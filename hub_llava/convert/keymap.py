@@ -6,7 +6,8 @@
 | `lm_head.*`                                            | `lm_head.*`                               |
 | `model.mm_projector.0.*`, `model.mm_projector.2.*`     | `model.multi_modal_projector.linear_{1,2}.*` |
 | `model.vision_tower.vision_tower.vision_model.*`       | `model.vision_tower.*`                    |
-| CLIP checkpoint: `vision_model.*`                      | `model.vision_tower.*`                    |
+| CLIP checkpoint: `vision_model.*` (openai's `CLIPModel`) | `model.vision_tower.*`                  |
+| CLIP checkpoint saved by transformers 5 as `CLIPVisionModel`: `embeddings.*`, `encoder.*`, `pre_layrnorm.*`, `post_layernorm.*` | `model.vision_tower.*` |
 """
 
 import re
@@ -22,6 +23,8 @@ _RULES = [
     (re.compile(r"^model\.vision_tower\.vision_tower\.vision_model\."), "model.vision_tower."),
 ]
 _CLIP_RULE = re.compile(r"^vision_model\.")
+# transformers 5's `CLIPVisionModel` is the vision transformer itself: its checkpoints have no `vision_model.` level.
+_CLIP_VISION_ONLY = re.compile(r"^(embeddings|encoder|pre_layrnorm|post_layernorm)\.")
 
 
 def check_projector(config: dict) -> None:
@@ -53,11 +56,21 @@ def map_key(name: str) -> str | None:
     raise KeyError(f"Unexpected weight {name!r}: not part of an original LLaVA-1.5 checkpoint.")
 
 
+def clip_vision_name(name: str) -> str | None:
+    """A CLIP checkpoint's weight name inside the vision transformer (`embeddings.…`), from either layout: openai's
+    `CLIPModel` / transformers 4 `CLIPVisionModel` (`vision_model.…`) or transformers 5 `CLIPVisionModel` (no prefix).
+    None for the text tower, the projections and buffers."""
+    if _SKIPPED.search(name):
+        return None
+    if _CLIP_RULE.match(name):
+        return _CLIP_RULE.sub("", name, count=1)
+    return name if _CLIP_VISION_ONLY.match(name) else None
+
+
 def map_clip_key(name: str) -> str | None:
     """The transformers name of a weight of a CLIP checkpoint (`CLIPModel` or `CLIPVisionModel`); None if not vision."""
-    if not _CLIP_RULE.match(name) or _SKIPPED.search(name):
-        return None
-    return _CLIP_RULE.sub("model.vision_tower.", name, count=1)
+    inner = clip_vision_name(name)
+    return None if inner is None else "model.vision_tower." + inner
 
 
 def strip_peft_prefix(name: str) -> str:

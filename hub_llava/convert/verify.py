@@ -180,6 +180,7 @@ def _reference_clip(vision_folder: Path, inside: dict) -> CLIPVisionModel:
         for path in weight_files(vision_folder)
         for name, tensor in iter_file(path)
         if name.startswith("vision_model.")
+        or name.startswith(("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm."))
     }
     model = CLIPVisionModel._from_config(CLIPVisionModel.config_class.from_pretrained(vision_folder))
     # transformers 5's CLIPVisionModel holds the transformer itself (no `vision_model.` level).

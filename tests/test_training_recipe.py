@@ -181,6 +181,38 @@ def test_render_sample_ids_show_llavas_stream(tiny_dir, capsys, monkeypatch):
     assert [int(r[1]) for r in rows] == ids and [int(r[3]) for r in rows] == labels
 
 
+def test_render_sample_renders_a_gpu_recipe_on_this_cpu_machine(tiny_dir, tmp_path, capsys, monkeypatch):
+    """The 7B recipe asks for bf16 + tf32, which TrainingArguments refuses on a CPU at parse time; render-sample only
+    needs the processor, so it renders anyway. The recipe is copied with its model, vision tower and data lines
+    pointed at local stand-ins (nothing can be downloaded here); every other line is the shipped one."""
+    from hub_llava.convert import synthetic as syn
+
+    monkeypatch.chdir(REPO)
+    shipped = REPO / "recipes" / "llava-1.5-7b" / "sft" / "config_lvis_instruct4v_nodetail_mix619k.yaml"
+    clip = syn.write_clip(tmp_path / "clip", syn.clip_config(32))
+    stand_ins = {
+        "model_name_or_path": tiny_dir,
+        "vision_tower_name_or_path": str(clip),
+        "dataset_name": str(REPO / "samples" / "sft_smoke"),
+        "dataset_config": None,
+    }
+    lines = []
+    for line in shipped.read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in stand_ins:
+            line = f"{key}: {stand_ins[key]}" if stand_ins[key] else ""
+        lines.append(line)
+    recipe = tmp_path / "config_7b_local.yaml"
+    recipe.write_text("\n".join(lines) + "\n")
+    assert "bf16: true" in recipe.read_text() and "tf32: true" in recipe.read_text()
+    with pytest.raises(ValueError):  # what parsing it with the trainer's own settings does on this machine
+        TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig)).parse_args_and_config(
+            ["--config", str(recipe)]
+        )
+    assert cli.main(["render-sample", "--config", str(recipe), "--index", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["trained_spans"] == ["The box is green.</s>", "No.</s>"]
+
+
 def test_render_sample_cli_names_a_bad_index(tiny_dir, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(SystemExit, match="--index 99 is out of range: the training split has 16 rows"):

@@ -57,10 +57,15 @@ def id_table(row: dict, index: int, processor, training_args) -> list[tuple[int,
     return table
 
 
+# Settings `TrainingArguments` checks against this machine's hardware at parse time (bf16 needs a GPU or a recent
+# CPU). Rendering needs only the processor and the data, so a GPU recipe renders on any machine.
+HARDWARE_OFF = ["--bf16", "false", "--fp16", "false", "--tf32", "false"]
+
+
 def parse_recipe(argv: list[str]):
-    """Parses recipe YAML + overrides with the same dataclasses as `recipes/sft.py`."""
+    """Parses recipe YAML + overrides with the same dataclasses as `recipes/sft.py` (hardware checks off)."""
     parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    return parser.parse_args_and_config(argv)
+    return parser.parse_args_and_config([*argv, *HARDWARE_OFF])
 
 
 def main(args) -> int:

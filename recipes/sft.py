@@ -23,7 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
 from hub_llava.hub import push_model
-from hub_llava.training.collator import build_collator, wants_zero_image
+from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, image_token_count, load_train_dataset, measure
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
@@ -94,7 +94,7 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         args=training_args,
         train_dataset=dataset,
         processing_class=processor,
-        data_collator=build_collator(processor, training_args, zero_image=wants_zero_image(training_args)),
+        data_collator=build_collator(processor, training_args),
         peft_config=lora_config(model_args),
         modality_lengths=modality_lengths,
     )
@@ -134,6 +134,9 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
 
 if __name__ == "__main__":
     parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    script_args, training_args, model_args, mixture = parser.parse_args_and_config()
+    try:
+        script_args, training_args, model_args, mixture = parser.parse_args_and_config()
+    except ValueError as err:  # a setting the recipe cannot run with (e.g. launcher vs recipe precision)
+        sys.exit(f"error: {err}")
     recipe = sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else None
     main(script_args, training_args, model_args, mixture, recipe)

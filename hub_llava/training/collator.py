@@ -1,16 +1,13 @@
-"""The collator the trainer and `hub-llava render-sample` share: TRL's vision-language collator, plus LLaVA's zero image.
+"""The collator the trainer and `hub-llava render-sample` share: TRL's vision-language collator, made faster.
 
 TRL's `DataCollatorForVisionLanguageModeling` already does what LLaVA-1.5 needs: it renders the chat template,
 expands each `<image>` to the model's image tokens, pads on the right and, with `assistant_only_loss=True`, keeps
 labels only inside the template's `{% generation %}` spans (each answer + `</s>`), re-aligned past the image tokens.
-We change one thing and add one:
-- speed: with `return_tensors="pt"`, transformers 5.23 computes the assistant masks by iterating the offset mapping
-  as tensors, element by element: ~80 ms per row at 576 image tokens (`bench/bench_collate.py`), 4-5x the rest of
-  the collate. We ask the processor for lists and convert to tensors after the masks are built: identical output
-  (`tests/test_training_data.py` compares it with TRL's collator), a fraction of the time;
-- under ZeRO-3 / FSDP every rank must run the vision tower at every step (its weights are gathered collectively), so
-  a batch without images carries a zero image that the trainer runs through the vision tower and projector and
-  splices in at length 0 (LLaVA's `cur_image_features[0:0]`).
+We change one thing: with `return_tensors="pt"`, transformers 5.23 computes the assistant masks by iterating the
+offset mapping as tensors, element by element: ~80 ms per row at 576 image tokens (`bench/bench_collate.py`), 4-5x
+the rest of the collate. We ask the processor for lists and convert to tensors after the masks are built: identical
+output (`tests/test_training_data.py` compares it with TRL's collator), a fraction of the time. (LLaVA's zero image
+for text-only batches lives in the model's forward: `hub_llava.training.model.add_zero_image_hook`.)
 """
 
 from dataclasses import dataclass
@@ -21,27 +18,10 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from hub_llava.processing import expand_to_square
 
-ZERO_IMAGE_KEY = "zero_pixel_values"
-
 
 @dataclass
 class LlavaCollator(DataCollatorForVisionLanguageModeling):
-    """TRL's vision-language collator; with `zero_image=True`, image-less batches also get `zero_pixel_values`.
-
-    Args:
-        zero_image (`bool`, *optional*, defaults to `False`):
-            Add a `(1, 3, H, W)` zero image under `zero_pixel_values` to batches without any image.
-    """
-
-    zero_image: bool = False
-
-    def torch_call(self, examples):
-        has_image = any(example.get("images") or example.get("image") for example in examples)
-        batch = super().torch_call(examples)
-        if self.zero_image and not has_image:
-            size = self.processor.image_processor.crop_size
-            batch[ZERO_IMAGE_KEY] = torch.zeros(1, 3, size["height"], size["width"])
-        return batch
+    """TRL's vision-language collator, with the assistant masks built on lists."""
 
     def _collate_language_modeling(self, examples):
         if not (self.assistant_only_loss and "messages" in examples[0]):
@@ -81,7 +61,7 @@ class LlavaCollator(DataCollatorForVisionLanguageModeling):
         return output
 
 
-def build_collator(processor, args, zero_image: bool = False) -> LlavaCollator:
+def build_collator(processor, args) -> LlavaCollator:
     """The collator for `args` (a `LlavaSFTConfig`), exactly as `LlavaSFTTrainer` uses it."""
     return LlavaCollator(
         processor=processor,
@@ -89,7 +69,6 @@ def build_collator(processor, args, zero_image: bool = False) -> LlavaCollator:
         completion_only_loss=False,
         pad_to_multiple_of=args.pad_to_multiple_of,
         assistant_only_loss=args.assistant_only_loss,
-        zero_image=zero_image,
     )
 
 
@@ -103,13 +82,3 @@ def trained_spans(labels: torch.Tensor, tokenizer) -> list[str]:
             spans.append(tokenizer.decode(current))
             current = []
     return spans
-
-
-def wants_zero_image(args) -> bool:
-    """Whether image-less batches need LLaVA's zero image: `yes`, or `auto` under DeepSpeed ZeRO-3.
-
-    Not under FSDP: the splice calls the embeddings outside the root module's forward, where FSDP keeps them sharded.
-    """
-    if args.zero_image_for_text_only != "auto":
-        return args.zero_image_for_text_only == "yes"
-    return args.deepspeed_plugin is not None and args.deepspeed_plugin.zero_stage == 3

@@ -30,6 +30,15 @@ def reference_overrides(tiny_model_dir, mixed_data, accumulation=2, *extra):
 
 
 @pytest.fixture(scope="session")
-def ddp_run(tmp_path_factory, tiny_model_dir, mixed_data):
-    """The reference: gloo DDP, LLaVA's loss weighting (the default), global batch 8."""
-    return launch(tmp_path_factory.mktemp("ddp") / "out", *reference_overrides(tiny_model_dir, mixed_data))
+def ddp_runs(tmp_path_factory, tiny_model_dir, mixed_data):
+    """The references: gloo DDP, LLaVA's loss weighting (the default), by accumulation steps (`ddp_runs(2)`: global
+    batch 8), each launched once."""
+    runs = {}
+
+    def run(accumulation):
+        if accumulation not in runs:
+            overrides = reference_overrides(tiny_model_dir, mixed_data, accumulation)
+            runs[accumulation] = launch(tmp_path_factory.mktemp(f"ddp_ga{accumulation}") / "out", *overrides)
+        return runs[accumulation]
+
+    return run

@@ -17,13 +17,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir, mixed_data, ddp_run):
-    """Besides the reference (`micro_batch` weighting, 2 accumulation steps): no accumulation, and the global mean."""
-    no_accumulation = reference_overrides(tiny_model_dir, mixed_data, 1)
+def runs(tmp_path_factory, tiny_model_dir, mixed_data, ddp_runs):
+    """The references (`micro_batch` weighting, with and without accumulation) and the global mean."""
     global_mean = reference_overrides(tiny_model_dir, mixed_data, 2, "--loss_weighting", "global")
     return {
-        ("micro_batch", 2): ddp_run,
-        ("micro_batch", 1): launch(tmp_path_factory.mktemp("ddp_ga1") / "out", *no_accumulation),
+        ("micro_batch", 2): ddp_runs(2),
+        ("micro_batch", 1): ddp_runs(1),
         ("global", 2): launch(tmp_path_factory.mktemp("ddp_global") / "out", *global_mean),
     }
 

@@ -46,6 +46,11 @@ class LlavaSFTTrainer(SFTTrainer):
             raise ValueError("`group_by_modality_length` needs `modality_lengths` (see hub_llava.training.data)")
         if self.args.zero_image_for_text_only == "yes":
             add_zero_image_hook(self.model)
+        elif self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            logger.warning(
+                "zero_image_for_text_only=no under DeepSpeed/FSDP: a step where some ranks have images and others "
+                "none will hang or fail with a collective mismatch"
+            )
         # Under ZeRO-3, transformers 5.23's `from_pretrained` records every legacy renaming it knows in
         # `_weight_conversions`, and `save_pretrained` reverts them all (`language_model.model.model.*`,
         # `vision_tower.vision_model.*`). Without it `save_pretrained` writes the names of a model built from config,

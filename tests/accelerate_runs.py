@@ -40,8 +40,9 @@ SEED = 42  # the smoke recipe's
 
 N_IMAGE_ROWS, N_TEXT_ROWS = 22, 10
 
-# A tiny SGD run whose first update is the gradient itself (momentum only acts from the second step on).
-SGD = ["--optim", "sgd", "--optim_args", "momentum=0.9", "--learning_rate", "1.0", "--mm_projector_lr", "1.0"]
+# Plain SGD: the first update is -LR x the gradient (momentum only acts from the second step on).
+LR = 0.2
+SGD = ["--optim", "sgd", "--optim_args", "momentum=0.9", "--learning_rate", str(LR), "--mm_projector_lr", str(LR)]
 SGD += ["--lr_scheduler_type", "constant", "--warmup_steps", "0"]
 LOGGED = ["--log_level", "debug", "--log_level_replica", "debug", "--save_strategy", "steps", "--save_steps", "1"]
 
@@ -196,7 +197,7 @@ class Rows:
             counts.append(int((labels != -100).sum()))
         return sums, counts
 
-    def expected_update(self, step_rows: dict[tuple[int, int], list[int]], weighting: str, lr: float = 1.0):
+    def expected_update(self, step_rows: dict[tuple[int, int], list[int]], weighting: str):
         """The first SGD update, computed by hand from per-row losses of the initial model.
 
         `micro_batch`: each micro-batch's loss is the mean over its trained tokens, divided by the accumulation steps,
@@ -216,7 +217,7 @@ class Rows:
             else:
                 loss = loss + batch_sum / total_tokens
         loss.backward()
-        return {name: -lr * p.grad for name, p in model.named_parameters() if p.grad is not None}
+        return {name: -LR * p.grad for name, p in model.named_parameters() if p.grad is not None}
 
 
 def update_of(run_dir: Path, before: dict[str, torch.Tensor], checkpoint: str) -> dict[str, torch.Tensor]:

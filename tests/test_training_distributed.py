@@ -2,8 +2,8 @@
 weighting computed by hand, the modality sampler with `world_size x per_device x accumulation` as its global batch,
 and a step where one rank has images and the other only text.
 
-Each run trains the mixed rows of `accelerate_runs.mixed_rows()` with plain SGD (lr 1), so the first update is
-`-gradient` and can be checked against the gradient of a loss written out by hand from per-row losses of the same
+Each run trains the mixed rows of `accelerate_runs.mixed_rows()` with plain SGD (lr known), so the first update is
+`-lr x gradient` and can be checked against the gradient of a loss written out by hand from per-row losses of the same
 initial model.
 """
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from PIL import Image, ImageDraw
+from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from hub_llava.data.schema import BASE_FEATURES
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
-from hub_llava.training.data import image_token_count, measure
+from hub_llava.training.data import measure
 from hub_llava.training.model import freeze, load_model, load_processor
 from hub_llava.training.sampler import modality_grouped_indices
 
@@ -162,7 +163,8 @@ class Rows:
         ]
         assert len(set(self.signatures)) == len(self.signatures), "rows must be told apart by their lengths"
         self.index_of = {signature: i for i, signature in enumerate(self.signatures)}
-        stats = measure(self.dataset, self.processor, image_token_count(self.processor), self.args.max_length)
+        n_image_tokens = LlavaConfig.from_pretrained(model_dir).image_seq_length
+        stats = measure(self.dataset, self.processor, n_image_tokens, self.args.max_length)
         self.modality_lengths = stats.modality_lengths
 
     def rows_of(self, run: Run) -> dict[tuple[int, int, int], list[int]]:
@@ -227,8 +229,6 @@ def update_of(run_dir: Path, before: dict[str, torch.Tensor], checkpoint: str) -
 
 
 def state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    from transformers import LlavaForConditionalGeneration
-
     return {
         k: v.detach().clone() for k, v in LlavaForConditionalGeneration.from_pretrained(folder).state_dict().items()
     }

@@ -15,10 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# DeepSpeed's CPU accelerator compiles its shared-memory comm op with g++ on first use (~30-100 s on 2 cores):
+	# once here, into torch's extension cache (~/.cache/torch_extensions, reused by later clones), not in the tests.
+	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" > /dev/null
 	touch $@
 
+# Each multi-process test run has its own time limit (a hang fails that test); `timeout` bounds the whole suite.
 test: setup
-	$(PY) -m pytest -q
+	timeout --kill-after=60 2400 $(PY) -m pytest -q
 
 # The whole path on bundled sample data, offline, on CPU (a few minutes): build + stage the sample datasets, train the
 # tiny recipe in 2 processes on the staged LVIS-Instruct4V sample, evaluate, score real published answers, convert an

@@ -24,7 +24,7 @@ from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
 from hub_llava.hub import push_model
 from hub_llava.processing import image_token_count
-from hub_llava.training.collator import build_collator, wants_zero_image
+from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, load_train_dataset, measure
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
@@ -95,7 +95,7 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         args=training_args,
         train_dataset=dataset,
         processing_class=processor,
-        data_collator=build_collator(processor, training_args, zero_image=wants_zero_image(training_args)),
+        data_collator=build_collator(processor, training_args),
         peft_config=lora_config(model_args),
         modality_lengths=modality_lengths,
         callbacks=[TokenStreamFilesCallback(processor)],  # checkpoints keep tokenizer.model (LLaVA's stream)
@@ -136,6 +136,9 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
 
 if __name__ == "__main__":
     parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    script_args, training_args, model_args, mixture = parser.parse_args_and_config()
+    try:
+        script_args, training_args, model_args, mixture = parser.parse_args_and_config()
+    except ValueError as err:  # a setting the recipe cannot run with (e.g. launcher vs recipe precision)
+        sys.exit(f"error: {err}")
     recipe = sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else None
     main(script_args, training_args, model_args, mixture, recipe)

@@ -9,7 +9,7 @@ from peft import get_peft_model
 from transformers import CLIPVisionModel, LlamaForCausalLM
 
 from hub_llava.testing import tiny_llava, tiny_tokenizer
-from hub_llava.training.collator import ZERO_IMAGE_KEY, build_collator, wants_zero_image
+from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config, quantization_config
 from hub_llava.training.tiny_model import make_tiny_model
@@ -136,24 +136,6 @@ def test_bad_projector_file_names_the_key(tmp_path, tiny_dir):
         load_model(model_args, processor)
 
 
-def test_zero_image_splices_at_length_zero(tiny_dir, tmp_path):
-    trainer = trainer_for(tiny_dir, tmp_path)
-    text_rows = [row for row in Dataset.from_parquet(str(SAMPLES)) if not row["images"]][:2]
-    collator = build_collator(trainer.processing_class, trainer.args, zero_image=True)
-    batch = collator([dict(row) for row in text_rows])
-    assert batch[ZERO_IMAGE_KEY].shape == (1, 3, 28, 28) and "pixel_values" not in batch
-    plain = {k: v for k, v in batch.items() if k != ZERO_IMAGE_KEY}
-    trainer.model.train()
-    loss_without = trainer.compute_loss(trainer.model, dict(plain))
-    loss_with = trainer.compute_loss(trainer.model, dict(batch))
-    torch.testing.assert_close(loss_with, loss_without)
-    loss_with.backward()
-    projector = trainer.model.model.multi_modal_projector.linear_1.weight
-    assert projector.grad is not None and torch.count_nonzero(projector.grad) == 0  # in the graph, zero gradient
-    image_batch = collator([dict(row) for row in Dataset.from_parquet(str(SAMPLES)).select([0, 1])])
-    assert ZERO_IMAGE_KEY not in image_batch
-
-
 def test_lora_through_the_trainer_keeps_vision_frozen_and_projector_at_its_own_lr(tiny_dir, tmp_path):
     model_args = LlavaModelConfig(model_name_or_path=tiny_dir, dtype="float32", use_peft=True, lora_r=8, lora_alpha=16)
     trainer = trainer_for(tiny_dir, tmp_path, model_args, learning_rate=2e-4, mm_projector_lr=2e-5)
@@ -164,12 +146,6 @@ def test_lora_through_the_trainer_keeps_vision_frozen_and_projector_at_its_own_l
     for group in trainer.create_optimizer().param_groups:
         projector = {"multi_modal_projector" in names[p] for p in group["params"]}
         assert group["lr"] == (2e-5 if projector == {True} else 2e-4) and len(projector) == 1
-
-
-def test_zero_image_is_on_only_when_asked_or_under_zero3(tmp_path):
-    assert wants_zero_image(sft_args(tmp_path, zero_image_for_text_only="yes"))
-    assert not wants_zero_image(sft_args(tmp_path, zero_image_for_text_only="no"))
-    assert not wants_zero_image(sft_args(tmp_path))  # auto, no DeepSpeed: DDP handles text-only batches itself
 
 
 def test_card_metadata_lists_only_hub_ids(tmp_path, monkeypatch):

@@ -4,12 +4,11 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from accelerate_runs import launch
 from datasets import Dataset
 from PIL import Image
 from safetensors.torch import load_file
@@ -26,7 +25,6 @@ from hub_llava.training.tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "tiny" / "sft" / "config_smoke.yaml"
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
@@ -117,30 +115,8 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dir, tmp_path):
 
 def test_two_process_gloo_run_with_text_only_rows(tiny_dir, tmp_path):
     out = tmp_path / "ddp"
-    command = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29517",
-        "recipes/sft.py",
-        "--config",
-        str(SMOKE),
-        "--model_name_or_path",
-        tiny_dir,
-        "--output_dir",
-        str(out),
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = launch(out, "--model_name_or_path", tiny_dir)  # accelerate launch --multi_gpu --num_processes 2
+    assert run.returncode == 0, run.tail()
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 16 // (2 * 2)  # two processes x per-device batch 2
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]

@@ -52,7 +52,7 @@ def test_order_is_seeded_same_on_every_rank_and_reshuffled_each_epoch():
     assert len(sampler_a) == len(lengths)
 
 
-def test_accelerate_sharding_gives_all_ranks_one_modality_per_step():
+def test_accelerate_sharding_gives_all_ranks_one_modality_per_step_but_the_last_two():
     lengths = mixed_lengths(n_image=40, n_text=24)
     batch_size, world_size = 2, 2
     sampler = ModalityLengthGroupedSampler(lengths, batch_size=batch_size, n_batches=world_size, seed=3)
@@ -62,9 +62,73 @@ def test_accelerate_sharding_gives_all_ranks_one_modality_per_step():
     ]
     steps = list(zip(*shards))
     assert len(steps) == len(lengths) // (batch_size * world_size)
-    for step in steps:
+    for step in steps[:-2]:
         modalities = {lengths[i] > 0 for batch in step for i in batch}
-        assert len(modalities) == 1  # 40 and 24 are multiples of 4: no mixed leftover
+        assert len(modalities) == 1
+    # 40 and 24 are multiples of 4, yet the last (full) megabatch of each modality goes to the mixed tail, as in LLaVA
+    tail = [i for step in steps[-2:] for batch in step for i in batch]
+    assert sum(lengths[i] > 0 for i in tail) == 4 and sum(lengths[i] < 0 for i in tail) == 4
+
+
+def test_a_full_last_megabatch_of_each_modality_moves_to_the_mixed_tail():
+    lengths = [10 + i for i in range(16)] + [-(10 + i) for i in range(8)]  # 2 + 1 full megabatches of 8, nothing left
+    order = modality_grouped_indices(lengths, batch_size=2, n_batches=4, generator=torch.Generator().manual_seed(0))
+    head, tail = order[:8], order[8:]
+    assert all(lengths[i] > 0 for i in head)  # the one image megabatch that stays (there is no other text one)
+    assert tail == sorted(tail) and sum(lengths[i] < 0 for i in tail) == 8  # 8 image + 8 text rows, index order
+
+
+def llava_modality_grouped_indices(lengths, batch_size, world_size, generator):
+    """An independent transcription of LLaVA's `get_modality_length_grouped_indices` (DESIGN.md section 3), with
+    LLaVA's `world_size` = devices x accumulation steps. LLaVA draws from torch's global RNG; here every draw takes
+    `generator`, in LLaVA's order (image rows, text rows, then the megabatch shuffle)."""
+
+    def split_to_even_chunks(indices, lens, num_chunks):
+        if len(indices) % num_chunks != 0:
+            return [indices[i::num_chunks] for i in range(num_chunks)]
+        per_chunk = len(indices) // num_chunks
+        chunks, chunk_lengths = [[] for _ in range(num_chunks)], [0] * num_chunks
+        for index in indices:
+            shortest = chunk_lengths.index(min(chunk_lengths))
+            chunks[shortest].append(index)
+            chunk_lengths[shortest] += lens[index]
+            if len(chunks[shortest]) == per_chunk:
+                chunk_lengths[shortest] = float("inf")
+        return chunks
+
+    def length_grouped(lens):
+        indices = torch.randperm(len(lens), generator=generator).tolist()
+        size = world_size * batch_size
+        megabatches = [indices[i : i + size] for i in range(0, len(lens), size)]
+        megabatches = [sorted(mb, key=lambda i: lens[i], reverse=True) for mb in megabatches]
+        return [i for mb in megabatches for chunk in split_to_even_chunks(mb, lens, world_size) for i in chunk]
+
+    if all(length > 0 for length in lengths):
+        return length_grouped(lengths)
+    mm_indices, mm_lengths = zip(*[(i, length) for i, length in enumerate(lengths) if length > 0])
+    lang_indices, lang_lengths = zip(*[(i, -length) for i, length in enumerate(lengths) if length < 0])
+    mm_shuffle = [mm_indices[i] for i in length_grouped(mm_lengths)]
+    lang_shuffle = [lang_indices[i] for i in length_grouped(lang_lengths)]
+    size = world_size * batch_size
+    mm_megabatches = [mm_shuffle[i : i + size] for i in range(0, len(mm_shuffle), size)]
+    lang_megabatches = [lang_shuffle[i : i + size] for i in range(0, len(lang_shuffle), size)]
+    additional_batch = mm_megabatches[-1] + lang_megabatches[-1]
+    megabatches = mm_megabatches[:-1] + lang_megabatches[:-1]
+    megabatches = [megabatches[i] for i in torch.randperm(len(megabatches), generator=generator)]
+    megabatches.append(sorted(additional_batch))
+    return [i for megabatch in megabatches for i in megabatch]
+
+
+@pytest.mark.parametrize(
+    "n_image, n_text, batch_size, n_batches",
+    [(53, 29, 2, 4), (40, 24, 2, 2), (16, 8, 2, 4), (7, 30, 3, 2), (5, 3, 4, 4), (64, 16, 1, 8), (12, 0, 2, 2)],
+)
+def test_order_equals_llavas_for_the_same_random_draws(n_image, n_text, batch_size, n_batches):
+    for seed in range(5):
+        lengths = mixed_lengths(n_image, n_text, seed)
+        ours = modality_grouped_indices(lengths, batch_size, n_batches, torch.Generator().manual_seed(seed))
+        theirs = llava_modality_grouped_indices(lengths, batch_size, n_batches, torch.Generator().manual_seed(seed))
+        assert ours == theirs
 
 
 def test_single_modality_dataset_is_plain_length_grouping():

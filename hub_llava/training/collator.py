@@ -1,5 +1,4 @@
-"""The collator the trainer and `hub-llava render-sample` share: LLaVA-1.5's token stream, padded images, LLaVA's zero
-image.
+"""The collator the trainer and `hub-llava render-sample` share: LLaVA-1.5's token stream and padded images.
 
 Text goes through `hub_llava.token_stream` (LLaVA's `tokenizer_image_token` + `preprocess_v1` / `preprocess_plain` on
 the checkpoint's SentencePiece model; labels = each answer from its first `▁` plus `</s>`), each `<image>` expanded to
@@ -7,9 +6,7 @@ the model's image tokens, then truncated to `max_length` (counted after the imag
 splicing the features in) and padded on the right. Images are padded to a square in PIL when the image processor pads
 (`image_aspect_ratio: pad`; the same pixels as its own pad, ~9 ms less per 640x480 image), then CLIP-preprocessed.
 
-Under ZeRO-3 / FSDP every rank must run the vision tower at every step (its weights are gathered collectively), so a
-batch without images carries a zero image that the trainer runs through the vision tower and projector and splices in
-at length 0 (LLaVA's `cur_image_features[0:0]`).
+LLaVA's zero image for text-only batches lives in the model's forward (`hub_llava.training.model.add_zero_image_hook`).
 """
 
 from dataclasses import dataclass, field
@@ -19,8 +16,6 @@ from trl.data_utils import prepare_multimodal_messages
 
 from hub_llava.processing import expand_to_square, image_token_count
 from hub_llava.token_stream import IGNORE_INDEX, TokenStream, expand_images
-
-ZERO_IMAGE_KEY = "zero_pixel_values"
 
 
 def row_ids(stream: TokenStream, messages: list[dict], n_images: int, n_image_tokens: int):
@@ -44,8 +39,6 @@ class LlavaCollator:
         pad_to_multiple_of (`int`, *optional*): pad each batch to a multiple of this length.
         assistant_only_loss (`bool`, *optional*, defaults to `True`): train on the answers and their `</s>` only
             (LLaVA); `False` trains every non-padding token, as TRL's collator does.
-        zero_image (`bool`, *optional*, defaults to `False`): add a `(1, 3, H, W)` zero image under
-            `zero_pixel_values` to batches without any image.
     """
 
     processor: object
@@ -53,7 +46,6 @@ class LlavaCollator:
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
     assistant_only_loss: bool = True
-    zero_image: bool = False
     n_image_tokens: int = field(init=False)
 
     def __post_init__(self):
@@ -66,9 +58,6 @@ class LlavaCollator:
         flat = [image for row in images for image in row]
         if flat:
             batch["pixel_values"] = self.processor.image_processor(flat, return_tensors="pt")["pixel_values"]
-        elif self.zero_image:
-            size = self.processor.image_processor.crop_size
-            batch[ZERO_IMAGE_KEY] = torch.zeros(1, 3, size["height"], size["width"])
         return batch
 
     def _images(self, example: dict) -> list:
@@ -93,7 +82,7 @@ class LlavaCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": out_labels}
 
 
-def build_collator(processor, args, zero_image: bool = False) -> LlavaCollator:
+def build_collator(processor, args) -> LlavaCollator:
     """The collator for `args` (a `LlavaSFTConfig`), exactly as `LlavaSFTTrainer` uses it."""
     return LlavaCollator(
         processor=processor,
@@ -101,7 +90,6 @@ def build_collator(processor, args, zero_image: bool = False) -> LlavaCollator:
         max_length=args.max_length,
         pad_to_multiple_of=args.pad_to_multiple_of,
         assistant_only_loss=args.assistant_only_loss,
-        zero_image=zero_image,
     )
 
 
@@ -115,13 +103,3 @@ def trained_spans(labels: torch.Tensor, tokenizer) -> list[str]:
             spans.append(tokenizer.decode(current))
             current = []
     return spans
-
-
-def wants_zero_image(args) -> bool:
-    """Whether image-less batches need LLaVA's zero image: `yes`, or `auto` under DeepSpeed ZeRO-3.
-
-    Not under FSDP: the splice calls the embeddings outside the root module's forward, where FSDP keeps them sharded.
-    """
-    if args.zero_image_for_text_only != "auto":
-        return args.zero_image_for_text_only == "yes"
-    return args.deepspeed_plugin is not None and args.deepspeed_plugin.zero_stage == 3

@@ -1,9 +1,11 @@
 """Our fields on top of TRL's `SFTConfig` and `ModelConfig`, parsed from the recipe YAML by `TrlParser`.
 
 Defaults that differ from TRL's follow LLaVA-1.5 (`max_length` 2048 counted after the 576 image tokens,
-`assistant_only_loss`, no gradient clipping as DeepSpeed's default in the original runs).
+`assistant_only_loss`, no gradient clipping as DeepSpeed's default in the original runs, the loss weighting of
+transformers 4.37, the zero image for text-only batches).
 """
 
+import os
 from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig
@@ -30,9 +32,17 @@ class LlavaSFTConfig(SFTConfig):
             LLaVA's `image_aspect_ratio`: `pad` (stage 2: pad to a square with the CLIP mean colour, then resize and
             centre-crop) or `square` (stage 1, LLaVA's `pretrain.sh`: resize and centre-crop only). Saved in the
             processor and the card. LLaVA's own argument defaults to `square`; its stage-2 scripts pass `pad`.
-        zero_image_for_text_only (`str`, *optional*, defaults to `"auto"`):
-            Run the vision tower on a zero image for batches without images, spliced at length 0 (LLaVA's fix for
-            ZeRO-3 hangs). `auto` turns it on under DeepSpeed ZeRO-3, `yes` / `no` force it.
+        zero_image_for_text_only (`str`, *optional*, defaults to `"yes"`):
+            `yes`: a forward without images runs a zero image through the vision tower and projector, spliced in at
+            length 0, inside the model's forward (`hub_llava.training.model.add_zero_image_hook`), as LLaVA does for
+            text-only rows. Every rank then runs the same modules in the same order whatever its batch holds
+            (ZeRO-3 gathers, ZeRO-2 / DDP reductions) and the projector gets a zero gradient instead of none, so DDP
+            and ZeRO runs end with the same weights. `no`: text-only batches skip the vision tower.
+        loss_weighting (`str`, *optional*, defaults to `"micro_batch"`):
+            `micro_batch`: LLaVA-1.5's (transformers 4.37): each micro-batch's loss is the mean over its own trained
+            tokens, divided by the gradient-accumulation steps, and the gradients are averaged over ranks. `global`:
+            transformers 5's default, one mean over every trained token of the optimizer step (all accumulation
+            steps, and all ranks while `average_tokens_across_devices` is on), through `num_items_in_batch`.
     """
 
     max_length: int | None = field(
@@ -75,12 +85,46 @@ class LlavaSFTConfig(SFTConfig):
         },
     )
     zero_image_for_text_only: str = field(
-        default="auto",
+        default="yes",
         metadata={
-            "help": "Zero image through the vision tower for image-less batches (ZeRO-3 hang fix); auto = on under ZeRO-3.",
-            "choices": ["auto", "yes", "no"],
+            "help": "Text-only batches run a zero image through the vision tower and projector inside the model's "
+            "forward (LLaVA's behaviour; every rank runs the same modules under ZeRO / DDP); `no` skips it.",
+            "choices": ["yes", "no"],
         },
     )
+    loss_weighting: str = field(
+        default="micro_batch",
+        metadata={
+            "help": "`micro_batch`: LLaVA-1.5's loss (transformers 4.37), each micro-batch's token mean divided by the "
+            "accumulation steps, gradients averaged over ranks. `global`: transformers 5's, one token mean over the "
+            "whole optimizer step (all ranks with `average_tokens_across_devices`).",
+            "choices": ["micro_batch", "global"],
+        },
+    )
+
+    def __post_init__(self):
+        check_mixed_precision(self, os.environ.get("ACCELERATE_MIXED_PRECISION"))
+        super().__post_init__()
+
+
+def check_mixed_precision(args, launcher: str | None) -> None:
+    """Refuses a run whose `accelerate launch` mixed precision (`ACCELERATE_MIXED_PRECISION`, from the config file's
+    `mixed_precision:` or `--mixed_precision`) disagrees with the recipe's `bf16` / `fp16`.
+
+    Otherwise transformers trains in the launcher's precision although the recipe asks for another (DDP), or
+    DeepSpeed stops after the model is loaded with "ds bf16.enabled=True vs hf bf16|bf16_full_eval=False". The
+    launcher's `no` is also its default when nothing is configured: the recipe's precision then applies, as before.
+    """
+    if launcher in (None, "no"):
+        return
+    bf16 = not args.fp16 if args.bf16 is None else args.bf16  # TRL's default: bf16 unless fp16
+    recipe = "bf16" if bf16 else "fp16" if args.fp16 else "no"
+    if launcher != recipe:
+        raise ValueError(
+            f"accelerate launch has mixed_precision={launcher} but the recipe has bf16={str(bool(bf16)).lower()}, "
+            f"fp16={str(bool(args.fp16)).lower()}: make them agree (`accelerate launch --mixed_precision {recipe}`, "
+            f"or `--bf16 {str(launcher == 'bf16').lower()} --fp16 {str(launcher == 'fp16').lower()}` for the recipe)"
+        )
 
 
 @dataclass

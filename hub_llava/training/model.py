@@ -4,7 +4,7 @@ From components (`vision_tower_name_or_path` set): the LLM (`model_name_or_path`
 and the stage-1 projector (an original `mm_projector.bin`, keys `model.mm_projector.{0,2}.*`, or the output folder
 of our own stage-1 run), with `<image>` and `<pad>` added and the vocabulary padded to a multiple of 64, as
 LLaVA-1.5 does. Either way the vision tower is frozen (LLaVA-1.5 never trains it), and stage 1 trains the
-projector only.
+projector only. `add_zero_image_hook` gives image-less forwards LLaVA's zero image.
 """
 
 import json
@@ -23,6 +23,7 @@ from transformers import (
     CLIPVisionModel,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    LlavaModel,
 )
 
 from hub_llava.processing import IMAGE_TOKEN, build_processor, padding_image_processor
@@ -191,3 +192,42 @@ def lora_config(model_args) -> LoraConfig | None:
         modules_to_save=(model_args.lora_modules_to_save or []) + ([PROJECTOR] if model_args.lora_projector else []),
         bias="none",
     )
+
+
+def add_zero_image_hook(model) -> torch.utils.hooks.RemovableHandle:
+    """Makes every forward without images run a zero image through the vision tower and projector, as LLaVA does for
+    text-only rows, and splice its features in at length 0 (LLaVA's `cur_image_features[0:0]`): the loss is unchanged,
+    the projector gets a zero gradient.
+
+    It is a forward pre-hook on the inner `LlavaModel`, so it runs inside the forward that DeepSpeed, DDP or FSDP
+    wraps, in the order of a forward with images (embeddings, vision tower, projector, LLM). Every rank then gathers
+    (ZeRO-3) and reduces (ZeRO-2, DDP) the same parameters in the same order whatever its batch holds; run before the
+    wrapped forward instead, the two ranks' module orders differ and ZeRO-3 hangs. Decoding steps (a filled cache)
+    are left alone.
+
+    Args:
+        model (`LlavaForConditionalGeneration`, or a PEFT / DeepSpeed wrapper of one):
+            The model to hook.
+
+    Returns:
+        The hook's handle (`handle.remove()` takes it off).
+    """
+    llava = next(module for module in model.modules() if isinstance(module, LlavaModel))
+    return llava.register_forward_pre_hook(_splice_zero_image, with_kwargs=True)
+
+
+def _splice_zero_image(llava: LlavaModel, args: tuple, kwargs: dict):
+    cache = kwargs.get("past_key_values")
+    decoding = cache is not None and cache.get_seq_length() > 0
+    if kwargs.get("pixel_values") is not None or kwargs.get("mm_encoder_outputs") or decoding:
+        return None
+    embeds = kwargs.get("inputs_embeds")
+    if embeds is None:
+        embeds = llava.get_input_embeddings()(kwargs["input_ids"])
+    size = llava.config.vision_config.image_size
+    features = llava.get_image_features(
+        pixel_values=embeds.new_zeros(1, 3, size, size),
+        vision_feature_layer=llava.config.vision_feature_layer,
+        vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
+    ).pooler_output[0]
+    return args, {**kwargs, "input_ids": None, "inputs_embeds": embeds + features[:0].sum()}  # + 0, in the graph

@@ -3,10 +3,10 @@
 Semantics (LLaVA's `get_modality_length_grouped_indices`): lengths are word counts, negative for text-only rows.
 Image rows and text rows are shuffled separately and cut into megabatches of one global batch
 (`per_device_batch_size * world_size * gradient_accumulation_steps` rows); inside a megabatch rows are sorted by
-length (longest first) and dealt to the per-device batches so their lengths are even. The last, incomplete
-megabatch of each modality is set aside; the full megabatches are shuffled together and the two leftovers, mixed,
-come at the very end. The order depends only on the seed and epoch, so every rank computes the same one and
-accelerate hands rank r the r-th per-device batch of each global batch.
+length (longest first) and dealt to the per-device batches so their lengths are even. The last megabatch of each
+modality is set aside, full or not (LLaVA always moves it); the other megabatches are shuffled together and the two
+set-aside ones, mixed and sorted by row index, come at the very end. The order depends only on the seed and epoch, so
+every rank computes the same one and accelerate hands rank r every `world_size`-th per-device batch from the r-th on.
 """
 
 import torch
@@ -59,10 +59,12 @@ def modality_grouped_indices(lengths: list[int], batch_size: int, n_batches: int
         return [i for mb in _megabatches(image or text, lengths, global_batch, n_batches, generator) for i in mb]
     image_mbs = _megabatches(image, lengths, global_batch, n_batches, generator)
     text_mbs = _megabatches(text, lengths, global_batch, n_batches, generator)
-    leftovers = [mbs.pop() for mbs in (image_mbs, text_mbs) if len(mbs[-1]) < global_batch]
-    full = image_mbs + text_mbs
-    full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-    return [i for mb in full for i in mb] + sorted(i for leftover in leftovers for i in leftover)
+    leftovers = (
+        image_mbs.pop() + text_mbs.pop()
+    )  # even when full: LLaVA's `mm_megabatches[-1]`, `lang_megabatches[-1]`
+    rest = image_mbs + text_mbs
+    rest = [rest[i] for i in torch.randperm(len(rest), generator=generator).tolist()]
+    return [i for mb in rest for i in mb] + sorted(leftovers)
 
 
 class ModalityLengthGroupedSampler(Sampler):

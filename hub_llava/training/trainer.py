@@ -1,7 +1,16 @@
-"""`SFTTrainer` with LLaVA-1.5's three training details: the projector's own learning rate, the modality-grouped
-sampler, and the zero image for image-less batches under ZeRO-3 / FSDP. Plus one fix: resuming a full fine-tune.
+"""`SFTTrainer` with LLaVA-1.5's training details: the projector's own learning rate, the modality-grouped sampler,
+the zero image for image-less batches (`hub_llava.training.model.add_zero_image_hook`) and the loss weighting of
+transformers 4.37. Plus two fixes: resuming a full fine-tune, and the key names of a ZeRO-3 checkpoint.
 
-transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safetensors` with a plain non-strict
+Loss weighting: transformers 5.23's `Trainer` counts the trained tokens of a whole optimizer step (every accumulation
+micro-batch, summed over ranks under `average_tokens_across_devices`) as `num_items_in_batch`; TRL's `compute_loss`
+divides the summed token loss by it and multiplies by the world size (DDP / DeepSpeed average the gradients), and
+`training_step` then skips its division by the accumulation steps. LLaVA-1.5 trained with transformers 4.37: each
+micro-batch's own token mean, divided by the accumulation steps, averaged over ranks. With `num_items_in_batch=None`
+the same code paths give exactly that: TRL divides by the micro-batch's own trained tokens, `training_step` divides by
+the micro-batches of the step, and DeepSpeed is told not to scale by its own accumulation setting (`scale_wrt_gas`).
+
+Resume: transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safetensors` with a plain non-strict
 `load_state_dict`, but `save_pretrained` wrote Llava's legacy key names (`language_model.model.*`, ...): no weight
 matched and training silently went on from the initial weights. We rename the keys as `from_pretrained` does.
 """
@@ -14,8 +23,7 @@ from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, rename_source_key
 from trl import SFTTrainer
 
-from hub_llava.training.collator import ZERO_IMAGE_KEY
-from hub_llava.training.model import PROJECTOR
+from hub_llava.training.model import PROJECTOR, add_zero_image_hook
 from hub_llava.training.sampler import ModalityLengthGroupedSampler
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,20 @@ class LlavaSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         if self.args.group_by_modality_length and modality_lengths is None:
             raise ValueError("`group_by_modality_length` needs `modality_lengths` (see hub_llava.training.data)")
+        if self.args.zero_image_for_text_only == "yes":
+            add_zero_image_hook(self.model)
+        elif self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            logger.warning(
+                "zero_image_for_text_only=no under DeepSpeed/FSDP: a step where some ranks have images and others "
+                "none will hang or fail with a collective mismatch"
+            )
+        # Under ZeRO-3, transformers 5.23's `from_pretrained` records every legacy renaming it knows in
+        # `_weight_conversions`, and `save_pretrained` reverts them all (`language_model.model.model.*`,
+        # `vision_tower.vision_model.*`). Without it `save_pretrained` writes the names of a model built from config,
+        # the ones DDP and ZeRO-2 runs write.
+        llava = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        llava._weight_conversions = None
+        self._micro_batch_step, self._micro_batch = 0, -1
 
     def create_optimizer(self, model=None):
         """AdamW groups as `Trainer`'s (decay / no decay), split again so the projector gets `mm_projector_lr`."""
@@ -72,31 +94,32 @@ class LlavaSFTTrainer(SFTTrainer):
             seed=self.args.seed,
         )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        zero_pixels = inputs.pop(ZERO_IMAGE_KEY, None)
-        if zero_pixels is not None:
-            inputs = self._splice_zero_image(model, inputs, zero_pixels)
-        return super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """`None` under `loss_weighting="micro_batch"`: each micro-batch is then averaged over its own trained
+        tokens and divided by the accumulation steps, as LLaVA-1.5 trained (see the module docstring)."""
+        if self.args.loss_weighting == "micro_batch":
+            return None
+        return super()._get_num_items_in_batch(batch_samples, device)
 
-    def _splice_zero_image(self, model, inputs, zero_pixels):
-        """Runs the zero image through the vision tower and projector and splices its features in at length 0.
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(self._describe_micro_batch(inputs))
+        return super().training_step(model, inputs, num_items_in_batch)
 
-        Every rank then gathers the vision tower's weights and gives the projector a (zero) gradient at every step,
-        in the same order as a batch with images (embeddings, vision tower, projector, LLM).
-        """
-        llava = self.accelerator.unwrap_model(model)
-        llava = llava.get_base_model() if hasattr(llava, "get_base_model") else llava
-        input_ids = inputs.pop("input_ids")
-        embeds = llava.get_input_embeddings()(input_ids)
-        features = llava.model.get_image_features(
-            pixel_values=zero_pixels.to(embeds.dtype),
-            vision_feature_layer=llava.config.vision_feature_layer,
-            vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
-        ).pooler_output[0]
-        inputs["inputs_embeds"] = embeds + features[:0].sum()  # an empty slice: adds 0, keeps the graph
-        return inputs
+    def _describe_micro_batch(self, inputs) -> str:
+        """`rank 1 step 4 micro-batch 1: text-only (zero image); rows (tokens/trained): 41/5 37/9`: what each rank
+        trains on, to check the sampler and see which steps mix images and text across ranks."""
+        step = self.state.global_step + 1
+        self._micro_batch = self._micro_batch + 1 if step == self._micro_batch_step else 0
+        self._micro_batch_step = step
+        if "pixel_values" in inputs:
+            kind = "images"
+        else:
+            kind = "text-only" + (" (zero image)" if self.args.zero_image_for_text_only == "yes" else "")
+        tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        trained = (inputs["labels"][:, 1:] != -100).sum(dim=1).tolist()
+        rows = " ".join(f"{n}/{t}" for n, t in zip(tokens, trained))
+        return f"rank {self.args.process_index} step {step} micro-batch {self._micro_batch}: {kind}; rows (tokens/trained): {rows}"
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Loads a single-file full checkpoint with `from_pretrained`'s key renaming; other layouts as `Trainer`."""

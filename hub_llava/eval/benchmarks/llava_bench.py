@@ -64,6 +64,7 @@ def judge(benchmark, data_dir, folder, client, runs: int) -> dict:
                 read_jsonl(root / files["context"]),
                 read_jsonl(root / files["reference_answers"]),
                 answers,
+                run,
             )
             write_jsonl(path, reviews)
         paths.append(path)

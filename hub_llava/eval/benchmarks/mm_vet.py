@@ -143,6 +143,6 @@ def judge(benchmark, data_dir, folder, client, runs: int) -> dict:
     for run in range(1, runs + 1):
         path = folder / f"grades_run{run}.jsonl"
         if not path.is_file():
-            write_jsonl(path, grade_mm_vet(client, truth, answers))
+            write_jsonl(path, grade_mm_vet(client, truth, answers, run))
         paths.append(path)
     return {"reviews": paths, "questions": truth_path}

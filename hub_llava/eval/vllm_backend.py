@@ -46,7 +46,9 @@ def engine_arguments(model_path: str, dtype: str, tensor_parallel_size: int, wor
     kwargs = {"model": model_path, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "seed": 0,
               "limit_mm_per_prompt": {"image": 1}}  # fmt: skip
     if world_size > 1:
-        kwargs.update(distributed_executor_backend="external_launcher", data_parallel_size=world_size // tensor_parallel_size)
+        kwargs.update(
+            distributed_executor_backend="external_launcher", data_parallel_size=world_size // tensor_parallel_size
+        )
     return kwargs
 
 
@@ -64,7 +66,9 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, processor, *, dtype: str, batch_size: int = 256, tensor_parallel_size: int = 1):
+    def __init__(
+        self, model_path: str, processor, *, dtype: str, batch_size: int = 256, tensor_parallel_size: int = 1
+    ):
         try:
             import vllm
         except ImportError:
@@ -81,7 +85,11 @@ class VLLMBackend:
         self.writes = int(os.environ.get("RANK", "0")) % tensor_parallel_size == 0
 
     def describe(self) -> dict:
-        return {"name": self.name, "vllm_version": self.vllm.__version__, "tensor_parallel_size": self.tensor_parallel_size}
+        return {
+            "name": self.name,
+            "vllm_version": self.vllm.__version__,
+            "tensor_parallel_size": self.tensor_parallel_size,
+        }
 
     def answer(self, requests: list[dict], generation_kwargs: dict) -> Iterator[tuple[int, str]]:
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=generation_kwargs["max_new_tokens"])

@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import sys
+from pathlib import Path
 
 from hub_llava.eval.files import align, load_answers
 from hub_llava.eval.metrics.choice import mmbench_circular, mmbench_correct
@@ -94,3 +95,21 @@ def score(answers, *, questions, missing: str = "error"):
         "n": summary["groups"],
         "details": details,
     }, rows
+
+
+TSV_COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source", "l2-category",
+               "comment", "split"]  # fmt: skip
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/MMBench rows -> the OpenCompass TSV (absent fields as pandas writes NaN: "nan"; image base64)."""
+    from hub_llava.eval.hub_source import image_bytes
+
+    path = folder / benchmark.config["data_files"]["questions"]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(TSV_COLUMNS)
+        for row in tables["questions"]:
+            row = {**row, "l2-category": row.get("L2-category", row.get("l2-category"))}
+            row["image"] = base64.b64encode(image_bytes(row["image"])).decode("ascii")
+            writer.writerow(["nan" if row.get(c) is None else str(row[c]) for c in TSV_COLUMNS])

@@ -8,7 +8,8 @@ every position, the image and the question text must agree; anything else is an 
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers, read_jsonl
+from hub_llava.eval.files import align, load_answers, read_jsonl, write_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.pope import pope_parse, pope_scores
 
 SCORE_ARGUMENTS = {
@@ -76,3 +77,26 @@ def score(answers, *, questions, annotations, missing: str = "error"):
 def _percent(scores: dict) -> dict:
     fractions = ("accuracy", "precision", "recall", "f1", "yes_ratio")
     return {k: 100 * v if k in fractions else v for k, v in scores.items()}
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/POPE rows -> LLaVA's question file, the POPE annotation files and the COCO val2014 images."""
+    hub = benchmark.config["hub"]
+    offsets = hub["question_id_offsets"]
+    questions, annotations = [], {}
+    for row in tables["questions"]:
+        if row["category"] not in offsets:
+            raise ValueError(
+                f"POPE question {row['question_id']} has category {row['category']!r}, not one of {sorted(offsets)}."
+            )
+        name = row["image_source"] if row["image_source"].endswith(".jpg") else row["image_source"] + ".jpg"
+        write_image(folder / benchmark.config["image_folder"] / name, row["image"])
+        number = int(row["question_id"])  # POPE's number of the question within its category
+        questions.append({"question_id": offsets[row["category"]] + number, "image": name,
+                          "text": row["question"] + hub["suffix"], "category": row["category"]})  # fmt: skip
+        annotations.setdefault(row["category"], []).append(
+            {"question_id": number, "image": name, "text": row["question"], "label": row["answer"]}
+        )
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+    for category, rows in annotations.items():
+        write_jsonl(folder / benchmark.config["ground_truth"]["annotations"] / f"coco_pope_{category}.json", rows)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from hub_llava.eval.files import align, load_answers, read_json_or_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.choice import SCIENCEQA_OPTIONS, scienceqa_correct, scienceqa_parse
 
 SCORE_ARGUMENTS = {
@@ -87,3 +88,21 @@ def score(answers, *, questions=None, problems=None, pid_splits=None, split="tes
         **alignment.report(),
     }
     return {"score": round(img_acc, 2), "metric": "img_accuracy", "n": len(image_rows), "details": details}, rows
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/ScienceQA (ScienceQA-IMG) rows -> LLaVA's llava_test_CQM-A.json records and their images."""
+    records = []
+    for number, row in enumerate(tables["questions"]):
+        context = f"Context: {row['hint']}\n" if row["hint"] else ""
+        options = "".join(f"\n{SCIENCEQA_OPTIONS[i]}. {choice}" for i, choice in enumerate(row["choices"]))
+        human = context + row["question"] + options
+        record = {"id": str(number), "conversations": [{"from": "human", "value": human},
+                                                       {"from": "gpt", "value": SCIENCEQA_OPTIONS[row["answer"]]}]}  # fmt: skip
+        if row["image"] is not None:
+            record["image"] = f"{number}/image.png"
+            record["conversations"][0]["value"] = "<image>\n" + human
+            write_image(folder / benchmark.config["image_folder"] / record["image"], row["image"])
+        records.append(record)
+    path = folder / benchmark.config["data_files"]["questions"]
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")

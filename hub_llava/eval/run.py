@@ -120,6 +120,7 @@ def score_benchmark(benchmark, data_dir, folder: Path, docs: list[dict], *, part
         details.append({
             "question_id": row["question_id"], "question": row.get("question", doc.get("question")),
             "prompt": row.get("prompt", doc.get("prompt")), "prediction": row["prediction"], "target": row["target"], "score": row["score"],
+            "category": row.get("category", row.get("type", doc.get("category"))),  # per-category comparisons
         })  # fmt: skip
     write_jsonl(folder / "details.jsonl", details)
     return {"name": benchmark.name, **result}

@@ -5,7 +5,7 @@ file per run; scoring reads the review files only.
 """
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import read_jsonl, write_jsonl
+from hub_llava.eval.files import read_jsonl
 from hub_llava.eval.metrics.reviews import llava_bench_summary
 
 SCORE_ARGUMENTS = {
@@ -29,43 +29,28 @@ def score(answers=None, *, reviews, missing: str = "error"):
 
 
 def _rows(answers, runs: dict[str, list[dict]]) -> list[dict]:
-    """Per question: the model's answer and its judge score (1-10) averaged over the runs."""
-    scores: dict[str, list[float]] = {}
+    """Per question: the model's answer, its judge score (1-10) and the reference (GPT-4) answer's, each averaged over
+    the runs."""
+    scores: dict[str, list[tuple]] = {}
     for reviews in runs.values():
         for review in reviews:
-            scores.setdefault(str(review["question_id"]), []).append(review["tuple"][1])
+            scores.setdefault(str(review["question_id"]), []).append(review["tuple"])
     rows = []
     for answer in read_jsonl(answers):
         values = scores.get(str(answer["question_id"]))
         if values:
             rows.append({
                 "question_id": answer["question_id"], "prompt": answer["prompt"], "prediction": answer["text"],
-                "target": None, "score": sum(values) / len(values),
+                "target": sum(v[0] for v in values) / len(values), "score": sum(v[1] for v in values) / len(values),
             })  # fmt: skip
     return rows
 
 
-def judge(benchmark, data_dir, folder, client, runs: int) -> dict:
-    """Writes `reviews_run<k>.jsonl` for k = 1..runs (existing runs are kept) and returns `score()`'s keywords."""
-    from hub_llava.eval.judge import review_llava_bench
+def compare_stats(rows: list[dict]) -> dict:
+    return {"model": sum(r["score"] for r in rows), "reference": sum(r["target"] for r in rows)}
 
-    files = benchmark.config["data_files"]
-    root = benchmark.folder(data_dir)
-    answers = read_jsonl(folder / "answers.jsonl")
-    answered = {str(a["question_id"]) for a in answers}
-    questions = [q for q in read_jsonl(root / files["questions"]) if str(q["question_id"]) in answered]
-    paths = []
-    for run in range(1, runs + 1):
-        path = folder / f"reviews_run{run}.jsonl"
-        if not path.is_file():
-            reviews = review_llava_bench(
-                client,
-                questions,
-                read_jsonl(root / files["context"]),
-                read_jsonl(root / files["reference_answers"]),
-                answers,
-                run,
-            )
-            write_jsonl(path, reviews)
-        paths.append(path)
-    return {"reviews": paths}
+
+def compare_score(totals: dict):
+    """`hub-llava compare`'s statistic: the relative score of the run-averaged judge scores (100 * model /
+    reference), close to the headline (which averages the relative score of each run)."""
+    return 100 * totals["model"] / totals["reference"]

@@ -142,3 +142,22 @@ def from_hub(benchmark, tables: dict, folder: Path) -> None:
         (release / qa_file).parent.mkdir(parents=True, exist_ok=True)
         (release / qa_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+
+
+def compare_unit(row: dict) -> tuple:
+    """MME scores images (acc+ needs both of an image's answers): `hub-llava compare` resamples images."""
+    return row["category"], str(row["question_id"])
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    task = rows[0]["category"]
+    right = [mme_parse(r["prediction"]) == str(r["target"]).lower() for r in rows]
+    return {f"{task}/right": sum(right), f"{task}/both": float(len(rows) == 2 and all(right)), f"{task}/images": 1}
+
+
+def compare_score(totals: dict):
+    """The perception total (acc + acc+ per task, summed), or the cognition total when only cognition is present."""
+    present = [t for t in TASKS if f"{t}/images" in totals and totals[f"{t}/images"].max() > 0]
+    tasks = [t for t in present if t in PERCEPTION] or present
+    return sum(100 * totals[f"{t}/right"] / (2 * totals[f"{t}/images"]) + 100 * totals[f"{t}/both"] / totals[f"{t}/images"]
+               for t in tasks)  # fmt: skip

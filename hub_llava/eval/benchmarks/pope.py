@@ -7,6 +7,8 @@ every position, the image and the question text must agree; anything else is an 
 
 from pathlib import Path
 
+import numpy as np
+
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
 from hub_llava.eval.files import align, load_answers, read_jsonl, write_jsonl
 from hub_llava.eval.hub_source import write_image
@@ -100,3 +102,22 @@ def from_hub(benchmark, tables: dict, folder: Path) -> None:
     write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
     for category, rows in annotations.items():
         write_jsonl(folder / benchmark.config["ground_truth"]["annotations"] / f"coco_pope_{category}.json", rows)
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    """Per category: true/false positives, false negatives and questions (for `hub-llava compare`)."""
+    stats = {}
+    for row in rows:
+        predicted, truth = row["prediction"] == "yes", row["target"] != "no"
+        for name, value in (("tp", predicted and truth), ("fp", predicted and not truth),
+                            ("fn", not predicted and truth), ("n", True)):  # fmt: skip
+            stats[f"{row['category']}/{name}"] = stats.get(f"{row['category']}/{name}", 0) + value
+    return stats
+
+
+def compare_score(totals: dict):
+    """The headline: the mean F1 (%) of the categories present, F1 = 2 TP / (2 TP + FP + FN)."""
+    categories = sorted({name.split("/")[0] for name in totals if totals[name].max() > 0 and name.endswith("/n")})
+    f1 = [2 * totals[f"{c}/tp"] / np.maximum(2 * totals[f"{c}/tp"] + totals[f"{c}/fp"] + totals[f"{c}/fn"], 1)
+          for c in categories]  # fmt: skip
+    return 100 * sum(f1) / len(f1)

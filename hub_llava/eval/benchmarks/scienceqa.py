@@ -58,7 +58,9 @@ def load_docs(benchmark, data_dir) -> list[dict]:
         question = record["conversations"][0]["value"].replace("<image>", "").strip()
         image = folder / benchmark.config["image_folder"] / record["image"] if "image" in record else None
         prompt = ("<image>\n" if image else "") + benchmark.text(question)
-        docs.append({"question_id": record["id"], "image": image, "question": question, "prompt": prompt})
+        category = "image" if image else "no image"  # the headline (IMG accuracy) is over the image questions
+        docs.append({"question_id": record["id"], "image": image, "question": question, "prompt": prompt,
+                     "category": category})  # fmt: skip
     return docs
 
 
@@ -106,3 +108,16 @@ def from_hub(benchmark, tables: dict, folder: Path) -> None:
         records.append(record)
     path = folder / benchmark.config["data_files"]["questions"]
     path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    image = [r for r in rows if r.get("category") == "image"]
+    return {"right": sum(r["score"] for r in image), "n": len(image), "right_all": sum(r["score"] for r in rows),
+            "n_all": len(rows)}  # fmt: skip
+
+
+def compare_score(totals: dict):
+    """The headline, accuracy (%) on the questions with an image (on all of them when none has one)."""
+    if totals["n"].max() > 0:
+        return 100 * totals["right"] / totals["n"]
+    return 100 * totals["right_all"] / totals["n_all"]

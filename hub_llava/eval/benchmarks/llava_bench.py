@@ -5,7 +5,7 @@ file per run; scoring reads the review files only.
 """
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import read_jsonl
+from hub_llava.eval.files import read_jsonl, write_jsonl
 from hub_llava.eval.metrics.reviews import llava_bench_summary
 
 SCORE_ARGUMENTS = {
@@ -54,3 +54,29 @@ def compare_score(totals: dict):
     """`hub-llava compare`'s statistic: the relative score of the run-averaged judge scores (100 * model /
     reference), close to the headline (which averages the relative score of each run)."""
     return 100 * totals["model"] / totals["reference"]
+
+
+def judge(benchmark, data_dir, folder, client, runs: int) -> dict:
+    """Writes `reviews_run<k>.jsonl` for k = 1..runs (existing runs are kept) and returns `score()`'s keywords."""
+    from hub_llava.eval.judge import review_llava_bench
+
+    files = benchmark.config["data_files"]
+    root = benchmark.folder(data_dir)
+    answers = read_jsonl(folder / "answers.jsonl")
+    answered = {str(a["question_id"]) for a in answers}
+    questions = [q for q in read_jsonl(root / files["questions"]) if str(q["question_id"]) in answered]
+    paths = []
+    for run in range(1, runs + 1):
+        path = folder / f"reviews_run{run}.jsonl"
+        if not path.is_file():
+            reviews = review_llava_bench(
+                client,
+                questions,
+                read_jsonl(root / files["context"]),
+                read_jsonl(root / files["reference_answers"]),
+                answers,
+                run,
+            )
+            write_jsonl(path, reviews)
+        paths.append(path)
+    return {"reviews": paths}

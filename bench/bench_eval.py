@@ -8,7 +8,11 @@
    every request at once with a fixed reply (no model), CPU seconds of THIS process (request building, JSON, HTTP,
    threads, parsing) per question; plus the one-off cost of encoding an image (padded PNG data URL; cached per file).
 
-    python bench/bench_eval.py [--questions 64] [--max_new_tokens 16] [--overhead_questions 2000]
+    python bench/bench_eval.py [--questions 64] [--max_new_tokens 16] [--overhead_questions 2000] [--threads 1]
+
+torch runs with `--threads` intra-op threads (default 1) everywhere, the server's worker thread included: on a shared
+2-core machine torch's default (one thread per core) made the tiny model's generation 5-7x slower in the main thread
+(OpenMP threads spinning against the other load), which would compare thread settings, not backends.
 """
 
 import argparse
@@ -46,7 +50,9 @@ def timed(backend, requests, max_new_tokens) -> tuple[float, list[str]]:
     return len(requests) / (time.perf_counter() - start), answers
 
 
-def bench_throughput(questions: int, max_new_tokens: int) -> None:
+def bench_throughput(questions: int, max_new_tokens: int, threads: int) -> None:
+    import torch
+
     from hub_llava.eval.backend import HFBackend
     from hub_llava.eval.generation import Generator
     from hub_llava.eval.openai_backend import OpenAIBackend
@@ -61,9 +67,10 @@ def bench_throughput(questions: int, max_new_tokens: int) -> None:
         processor.save_pretrained(tmp)
         TokenStream.from_processor(processor).save_pretrained(tmp)
         generator = Generator(*load_model(tmp))  # float16, as `hub-llava eval` loads by default
+    torch.set_num_threads(threads)
     requests = requests_for(questions)
     timed(HFBackend(generator, 8), requests[:8], max_new_tokens)  # warm-up: the first generate call pays set-up
-    print(machine_load())
+    print(f"{machine_load()}; torch threads {torch.get_num_threads()}")
     baseline, reference = timed(HFBackend(generator, 8), requests, max_new_tokens)
     print(f"hf backend, batch 8 (baseline): {baseline:.1f} questions/s")
     for concurrency in (1, 8, 32):
@@ -133,10 +140,11 @@ if __name__ == "__main__":
     parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--max_new_tokens", type=int, default=16)
     parser.add_argument("--overhead_questions", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1).")
     parser.add_argument("--serve_instant", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_instant:
         serve_instant()
     else:
-        bench_throughput(args.questions, args.max_new_tokens)
+        bench_throughput(args.questions, args.max_new_tokens, args.threads)
         bench_overhead(args.overhead_questions)

@@ -112,6 +112,18 @@ def test_openai_backend_gives_the_hf_backends_answers(checkpoint, generator, hf_
 
 
 @pytest.mark.slow
+def test_the_key_goes_only_into_the_authorization_header(checkpoint, generator, tmp_path, monkeypatch, capsys):
+    secret = "sk-test-not-a-real-key-456"
+    monkeypatch.setenv("SERVE_KEY", secret)
+    with StandInServer(generator, faults=[{"status": 503}]) as server:
+        assert _openai(checkpoint, tmp_path, [server.url], "pope", "--api_key_env", "SERVE_KEY") == 0
+    assert server.authorizations == {f"Bearer {secret}": POPE_QUESTIONS + 1}  # the retry too
+    written = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    captured = capsys.readouterr()
+    assert secret not in written + captured.out + captured.err
+
+
+@pytest.mark.slow
 def test_failing_server_every_question_answered_once(checkpoint, generator, hf_run, tmp_path):
     """503s, malformed bodies, dropped connections and 500s on a third of the requests: all retried, the answers are
     the HF backend's, each question is in the answer file once and was answered by the server once."""
@@ -131,7 +143,7 @@ def test_client_error_stops_with_one_line_and_the_run_resumes(checkpoint, genera
     faults = [None] * 5 + [{"status": 400}]
     with StandInServer(generator, faults=faults) as server:
         assert _openai(checkpoint, tmp_path, [server.url], "pope", "--concurrency", "1") == 1
-    error = capsys.readouterr().err.strip().splitlines()[-1]
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert error.startswith(f"error: pope: {server.url} could not answer question 20000002 (HTTP 400 ")
     assert error.endswith("after 1 attempt; the answers received so far are kept: rerun to resume")
     assert sum(server.requests.values()) == 6  # a 400 is not retried
@@ -164,9 +176,9 @@ def test_transient_failures_are_retried_then_named(checkpoint, generator, tmp_pa
         if server is not None:
             server.__exit__()
     assert code == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith(f"error: pope: {url} could not answer question 1 ({reason}")
-    assert "after 2 attempts; the answers received so far are kept" in lines[-1]
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: pope: {url} could not answer question 1 ({reason}")
+    assert "after 2 attempts; the answers received so far are kept" in line
     if server is not None:
         assert sum(server.requests.values()) == 2  # the first try and one retry, then the run stops
 
@@ -176,3 +188,5 @@ def test_unknown_url_scheme_and_no_url_are_refused(checkpoint, tmp_path):
         _eval(checkpoint, tmp_path, "pope", "--backend", "openai")
     with pytest.raises(ValueError, match="'localhost:8000' is not an http"):
         OpenAIBackend(["localhost:8000"], "m")
+    with pytest.raises(ValueError, match="must not carry credentials"):
+        OpenAIBackend(["http://user:sk-secret@localhost:8000/v1"], "m")

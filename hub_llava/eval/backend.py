@@ -8,7 +8,7 @@ progress bar, answer files, results.json), so those are identical across backend
 
 Each backend also says which shard of the questions this process answers (`shard_index`, `num_shards`) and whether
 it writes them (`writes`: with vLLM tensor parallelism, every rank of a group computes the same answers and only the
-first writes them).
+first writes them), describes itself for results.json (`describe()`) and releases what it holds (`close()`).
 """
 
 from collections.abc import Iterator
@@ -75,6 +75,9 @@ class HFBackend:
 
     def describe(self) -> dict:
         return {"name": self.name, "batch_size": self.batch_size}
+
+    def close(self) -> None:
+        pass  # the model belongs to the caller
 
 
 def load_backend(config: BackendConfig, model_path: str, dtype: str, batch_size: int, model=None, processor=None):

@@ -16,14 +16,15 @@ the request's fault and are not. When a question cannot be answered, the answers
 import base64
 import http.client
 import io
+import itertools
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import lru_cache
 
 from hub_llava.eval.backend import BackendError
@@ -87,6 +88,8 @@ class _Server:
         parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"--base_url {base_url!r} is not an http(s) URL (e.g. http://localhost:8000/v1).")
+        if parsed.username or parsed.password:  # credentials never go into logs, errors or results.json
+            raise ValueError("--base_url must not carry credentials; the key is read from --api_key_env.")
         self.url, self.scheme, self.netloc = base_url.rstrip("/"), parsed.scheme, parsed.netloc
         self.path = parsed.path + "/chat/completions"
 
@@ -121,28 +124,48 @@ class OpenAIBackend:
         return {"name": self.name, "base_urls": [s.url for s in self.servers], "served_model": self.model,
                 "concurrency": self.concurrency}  # fmt: skip
 
+    def close(self) -> None:
+        pass  # keep-alive connections belong to the worker threads of each `answer` call, closed with them
+
     def answer(self, requests: list[dict], generation_kwargs: dict) -> Iterator[tuple[int, str]]:
-        """Yields `(index, answer)` as answers arrive; at most `concurrency` requests in flight."""
+        """Yields `(index, answer)` as answers arrive; at most `concurrency` requests in flight.
+
+        The workers are daemon threads fed one question per answer received: an interrupted run (Ctrl-C, an error
+        while writing) stops at once instead of waiting for the requests in flight to time out."""
         max_tokens = generation_kwargs["max_new_tokens"]
+        jobs, results = queue.SimpleQueue(), queue.SimpleQueue()
+
+        def work():
+            while (job := jobs.get()) is not None:
+                index, request = job
+                try:
+                    results.put((index, self._answer_one(index, request, max_tokens), None))
+                except Exception as error:  # BackendError, or a bug: raised in the caller's thread
+                    results.put((index, None, error))
+
+        workers = [threading.Thread(target=work, daemon=True, name=f"openai-{i}")
+                   for i in range(min(self.concurrency, len(requests)))]  # fmt: skip
+        for worker in workers:
+            worker.start()
         pending = iter(enumerate(requests))
-        failure = None
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai") as pool:
-            running = {}
-            while True:
-                while failure is None and len(running) < self.concurrency:
-                    item = next(pending, None)
-                    if item is None:
-                        break
-                    running[pool.submit(self._answer_one, item[0], item[1], max_tokens)] = item[0]
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = running.pop(future)
-                    try:
-                        yield index, future.result()
-                    except BackendError as error:
-                        failure = failure or error  # stop sending; the requests in flight still finish
+        in_flight, failure = 0, None
+        try:
+            for job in itertools.islice(pending, len(workers)):
+                jobs.put(job)
+                in_flight += 1
+            while in_flight:
+                index, text, error = results.get()
+                in_flight -= 1
+                if error is not None:
+                    failure = failure or error  # stop sending; the requests in flight still finish
+                else:
+                    yield index, text
+                if failure is None and (job := next(pending, None)) is not None:
+                    jobs.put(job)
+                    in_flight += 1
+        finally:
+            for _ in workers:
+                jobs.put(None)
         if failure is not None:
             raise failure
 

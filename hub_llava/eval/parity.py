@@ -92,7 +92,10 @@ def check_invariance(model_path: str, benchmarks: list, docs_of, output_dir: Pat
             second = output_dir / "invariance" / name / benchmark.key / "answers.jsonl"
             n, changed = differences(samples[benchmark.key], first, second)
             report[benchmark.key].append({"variant": f"{names[0]} vs {name}", "n": n, "changed": changed})
-    (output_dir / "invariance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        (output_dir / "invariance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
@@ -134,3 +137,28 @@ def add_arguments(parser) -> None:
     group.add_argument("--invariance_sample", type=int, default=64, help="Questions per benchmark (default 64).")
     group.add_argument("--invariance_dtypes", nargs="+", metavar="DTYPE",
                        help="Also compare these dtypes at --batch_size with --dtype (e.g. bfloat16 float32).")  # fmt: skip
+
+
+def invariance_command(args, benchmarks: list[str]) -> int:
+    """`hub-llava eval --check_invariance`: answers, compares and prints; scores nothing."""
+    from hub_llava.eval import registry
+    from hub_llava.eval.backend import config_from_args
+    from hub_llava.eval.run import benchmark_data
+
+    config = config_from_args(args)
+    if args.invariance_dtypes and config.name == "openai":
+        raise ValueError("--invariance_dtypes: an openai server's dtype is set where it is served, not here.")
+    selected = [registry.load(key) for key in benchmarks]
+    output_dir = Path(args.output_dir)
+    report = check_invariance(
+        args.model, selected,
+        lambda b: b.helper.load_docs(b, benchmark_data(b, args.data_dir, output_dir)),
+        output_dir, config=config, batch_size=args.batch_size, dtypes=[args.dtype, *(args.invariance_dtypes or [])],
+        sample=args.invariance_sample, model_id=args.model_name or Path(args.model.rstrip("/")).name,
+        max_new_tokens=args.max_new_tokens,
+    )  # fmt: skip
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print_invariance(report)
+    return 0

@@ -212,12 +212,11 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
     results_path = output_dir / "results.json"
     summary = _read_summary(results_path, model_path, dtype, config.name)
     model = processor = None
-    if config.name == "hf" or parity:
+    if config.name == "hf":
         model, processor = load_model(model_path, dtype)
     elif config.name == "vllm":
         processor = load_processor(model_path)
     answering = load_backend(config, model_path, dtype, batch_size, model, processor)
-    reference = HFBackend(Generator(model, processor), batch_size) if parity else None
     model_name = model_name or Path(model_path.rstrip("/")).name
     summary.update({
         "model": model_path, "model_name": model_name, "dtype": dtype, "hub_llava_version": hub_llava.__version__,
@@ -226,22 +225,27 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
     })  # fmt: skip
     if max_new_tokens:
         summary["generation"]["max_new_tokens"] = max_new_tokens
+    runs = []
     for benchmark in selected:
         root = benchmark_data(benchmark, data_dir, output_dir)
         docs = benchmark.helper.load_docs(benchmark, root)
         docs = docs[:limit] if limit else docs
-        folder = output_dir / benchmark.key
-        answer_benchmark(answering, benchmark, docs, folder, model_id=model_name, max_new_tokens=max_new_tokens)
-        if reference is not None:
-            answer_benchmark(reference, benchmark, docs[:parity], folder / "parity" / "hf", model_id=model_name,
-                             max_new_tokens=max_new_tokens)  # fmt: skip
+        runs.append((benchmark, root, docs, output_dir / benchmark.key))
+        answer_benchmark(answering, benchmark, docs, runs[-1][3], model_id=model_name, max_new_tokens=max_new_tokens)
         if state.is_main_process:
-            runs = judge_runs or benchmark.config.get("judge_runs", 1)
-            result = score_benchmark(benchmark, root, folder, docs, partial=bool(limit), judge=judge, judge_runs=runs)
+            judged = judge_runs or benchmark.config.get("judge_runs", 1)
+            result = score_benchmark(benchmark, root, runs[-1][3], docs, partial=bool(limit), judge=judge,
+                                     judge_runs=judged)  # fmt: skip
             if result is not None:
                 summary["results"].update(results_entries(benchmark, result))
                 logger.info("%s: %s = %s", benchmark.name, result["metric"], result["score"])
-            if reference is not None:
+    answering.close()  # a vLLM engine gives its GPU memory back before the HF reference loads
+    if parity:
+        reference = HFBackend(Generator(*load_model(model_path, dtype)), batch_size)
+        for benchmark, root, docs, folder in runs:
+            answer_benchmark(reference, benchmark, docs[:parity], folder / "parity" / "hf", model_id=model_name,
+                             max_new_tokens=max_new_tokens)  # fmt: skip
+            if state.is_main_process:
                 report = parity_report(benchmark, docs[:parity], folder, root, config.name)
                 summary.setdefault("parity", {})[benchmark.key] = report
                 print_parity(benchmark.key, report, config.name)
@@ -299,26 +303,6 @@ def _judge(args):
     return JudgeClient(args.judge_base_url, args.judge_model, api_key_env=args.judge_api_key_env, cache_dir=cache)
 
 
-def _invariance(args, benchmarks: list[str]) -> int:
-    from hub_llava.eval.backend import config_from_args
-    from hub_llava.eval.parity import check_invariance, print_invariance
-
-    config = config_from_args(args)
-    if args.invariance_dtypes and config.name == "openai":
-        raise ValueError("--invariance_dtypes: an openai server's dtype is set where it is served, not here.")
-    selected = [registry.load(key) for key in benchmarks]
-    output_dir = Path(args.output_dir)
-    report = check_invariance(
-        args.model, selected,
-        lambda b: b.helper.load_docs(b, benchmark_data(b, args.data_dir, output_dir)),
-        output_dir, config=config, batch_size=args.batch_size, dtypes=[args.dtype, *(args.invariance_dtypes or [])],
-        sample=args.invariance_sample, model_id=args.model_name or Path(args.model.rstrip("/")).name,
-        max_new_tokens=args.max_new_tokens,
-    )  # fmt: skip
-    print_invariance(report)
-    return 0
-
-
 def main(args) -> int:
     import sys
 
@@ -329,7 +313,9 @@ def main(args) -> int:
     benchmarks = [k.strip() for k in args.benchmarks.split(",") if k.strip()]
     try:
         if args.check_invariance:
-            return _invariance(args, benchmarks)
+            from hub_llava.eval.parity import invariance_command
+
+            return invariance_command(args, benchmarks)
         summary = evaluate(
             args.model, benchmarks, args.data_dir, args.output_dir, limit=args.limit, batch_size=args.batch_size,
             dtype=args.dtype, model_name=args.model_name, max_new_tokens=args.max_new_tokens, judge=_judge(args),

@@ -57,6 +57,15 @@ def parse_request(body: dict) -> tuple[str, object, int]:
     return "".join(texts), (images[0] if images else None), int(body.get("max_tokens", 16))
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (a timeout test) makes the late reply fail: that is the client's choice, not an error.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class StandInServer:
     """Serves `/v1/chat/completions` (and `/v1/models`) from a `Generator`.
 
@@ -66,16 +75,16 @@ class StandInServer:
         max_batch (`int`, *optional*, defaults to `32`): most requests answered in one `generate` call.
         faults (`list[dict]`, *optional*): misbehaviour per incoming request (see the module docstring).
 
-    `requests` counts requests per question text (faulted ones included), `answered` the successful answers.
+    `requests` counts requests per question text (faulted ones included), `answered` the successful answers,
+    `authorizations` the Authorization headers received (to check a key is sent, and only there).
     """
 
     def __init__(self, generator, model_name: str = "standin", max_batch: int = 32, faults: list | None = None):
         self.generator, self.model_name, self.max_batch = generator, model_name, max_batch
         self.faults, self.lock = list(faults or []), threading.Lock()
-        self.requests, self.answered, self.batch_sizes = Counter(), Counter(), []
+        self.requests, self.answered, self.authorizations, self.batch_sizes = Counter(), Counter(), Counter(), []
         self.jobs: queue.Queue = queue.Queue()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self._threads = [threading.Thread(target=self.server.serve_forever, daemon=True),
                          threading.Thread(target=self._work, daemon=True)]  # fmt: skip
@@ -155,6 +164,7 @@ class StandInServer:
                     return self._send(400, {"error": {"message": f"bad request: {error}"}})
                 with server.lock:
                     server.requests[text] += 1
+                    server.authorizations[self.headers.get("Authorization")] += 1
                 fault = server._next_fault() or {}
                 if "status" in fault:
                     return self._send(fault["status"], {"error": {"message": "injected fault"}})

@@ -91,6 +91,17 @@ class VLLMBackend:
             "tensor_parallel_size": self.tensor_parallel_size,
         }
 
+    def close(self) -> None:
+        """Shuts the engine down and frees its GPU memory (the HF reference of `--parity` loads next)."""
+        import gc
+
+        import torch
+
+        del self.llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def answer(self, requests: list[dict], generation_kwargs: dict) -> Iterator[tuple[int, str]]:
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=generation_kwargs["max_new_tokens"])
         for start in range(0, len(requests), self.batch_size):

@@ -27,18 +27,17 @@ def hub_spec(benchmark) -> dict:
     return spec
 
 
-def _undecoded(features):
-    """The same features with every image left as stored bytes (images are copied to files, never decoded)."""
-    from datasets import Features, Image, List
+def _undecoded(dataset):
+    """The dataset with every image left as its stored bytes (images are copied to files, never decoded); a change
+    of the decode flag only, so nothing is rewritten."""
+    from datasets import Image, List
 
-    def plain(feature):
+    for name, feature in dataset.features.items():
         if isinstance(feature, Image):
-            return Image(decode=False)
-        if isinstance(feature, List) and isinstance(feature.feature, Image):
-            return List(Image(decode=False))
-        return feature
-
-    return Features({name: plain(feature) for name, feature in features.items()})
+            dataset = dataset.cast_column(name, Image(decode=False))
+        elif isinstance(feature, List) and isinstance(feature.feature, Image):
+            dataset = dataset.cast_column(name, List(Image(decode=False)))
+    return dataset
 
 
 def load_table(path: str, table: dict, scratch: Path):
@@ -56,7 +55,7 @@ def load_table(path: str, table: dict, scratch: Path):
                 f"{where} has no column {column!r}, which the mapping to LLaVA's questions needs; it has: "
                 f"{', '.join(dataset.column_names)}."
             )
-    return dataset.cast(_undecoded(dataset.features))
+    return _undecoded(dataset)
 
 
 def materialise(benchmark, root) -> Path:

@@ -243,3 +243,82 @@ def test_eval_from_the_hub_scores_as_from_llavas_files(checkpoint, tmp_path, mon
         json.loads((tmp_path / run / "results.json").read_text())["results"] for run in ("hub_run", "files_run")
     ]
     assert results[0] == results[1] and results[0]["pope"]["n"] == 12
+
+
+def test_vizwiz_from_the_hub(tmp_path, monkeypatch):
+    llava = _json("vizwiz_llava_test.jsonl_head.json")  # LLaVA's llava_test.jsonl lines
+    rows = [{"question_id": f"VizWiz_test_{q['question_id']:08d}", "question": q["text"].split("\n")[0],
+             "image": {"bytes": _png(), "path": None}} for q in llava]  # fmt: skip
+    features = {"question_id": Value("string"), "question": Value("string"), "image": Image()}
+    stage(tmp_path, "lmms-lab/VizWiz-VQA", {("default", "test"): (rows, features)})
+    monkeypatch.chdir(tmp_path)
+    root = materialise(registry.load("vizwiz"), tmp_path / "hub_data")
+    assert read_jsonl(root / "vizwiz" / "llava_test.jsonl") == llava
+    assert (root / "vizwiz" / "test" / "VizWiz_test_00000002.jpg").is_file()
+
+
+def test_textvqa_from_the_hub_is_scored_by_the_official_rule(tmp_path, monkeypatch):
+    from hub_llava.eval.files import write_jsonl
+    from hub_llava.eval.score import score_file
+
+    llava = _json("textvqa_llava_textvqa_val_v051_ocr.jsonl_head.json")  # LLaVA's question-file lines
+    rows = []
+    for i, q in enumerate(llava):
+        question, ocr = q["text"].split("\n")[:2]
+        rows.append({"image_id": q["question_id"], "question_id": 34602 + i, "question": question[0].lower() + question[1:],
+                     "answers": ["nous les gosses"] * 4 + ["dakota"] * 6, "ocr_tokens": ocr.removeprefix("Reference OCR token: ").split(", "),
+                     "image": {"bytes": _png(), "path": None}})  # fmt: skip
+    features = {"image_id": Value("string"), "question_id": Value("int64"), "question": Value("string"),
+                "answers": List(Value("string")), "ocr_tokens": List(Value("string")), "image": Image()}  # fmt: skip
+    stage(tmp_path, "lmms-lab/textvqa", {("default", "validation"): (rows, features)})
+    monkeypatch.chdir(tmp_path)
+    root = materialise(registry.load("textvqa"), tmp_path / "hub_data")
+    written = read_jsonl(root / "textvqa" / "llava_textvqa_val_v051_ocr.jsonl")
+    assert written == llava
+    answers = [
+        {"question_id": q["question_id"], "prompt": q["text"], "text": t}
+        for q, t in zip(written, ["Dakota", "nous les gosses", "x"])
+    ]
+    write_jsonl(tmp_path / "answers.jsonl", answers)
+    result, _ = score_file(
+        "textvqa", tmp_path / "answers.jsonl", annotations=root / "textvqa" / "TextVQA_0.5.1_val.json"
+    )
+    assert result["score"] == pytest.approx(100 * (1.0 + 1.0 + 0.0) / 3, abs=0.01)  # >= 3 matching humans: 1.0
+
+
+def test_mm_vet_from_the_hub(tmp_path, monkeypatch):
+    llava = _json("mmvet_llava-mm-vet.jsonl_head.json")
+    rows = [{"question_id": f"v1_{q['question_id']}", "question": q["text"], "answer": f"answer {i}",
+             "capability": "ocr,math", "image": {"bytes": _png(), "path": None}} for i, q in enumerate(llava)]  # fmt: skip
+    features = {k: Value("string") for k in ("question_id", "question", "answer", "capability")}
+    stage(tmp_path, "lmms-lab/MMVet", {("default", "test"): (rows, {**features, "image": Image()})})
+    monkeypatch.chdir(tmp_path)
+    root = materialise(registry.load("mm_vet"), tmp_path / "hub_data")
+    written = read_jsonl(root / "mm-vet" / "llava-mm-vet.jsonl")
+    # LLaVA's ids and prompts; each item gets its own image file (LLaVA's items v1_1 and v1_2 share v1_1.png).
+    assert [(q["question_id"], q["text"], q["category"]) for q in written] == [
+        (q["question_id"], q["text"], q["category"]) for q in llava
+    ]
+    truth = json.loads((root / "mm-vet" / "mm-vet.json").read_text())
+    assert truth["v1_2"] == {"imagename": "v1_2.png", "capability": ["ocr", "math"], "question": llava[2]["text"],
+                             "answer": "answer 2"}  # fmt: skip
+
+
+def test_llava_bench_from_the_hub(tmp_path, monkeypatch):
+    folder = SAMPLES / "llava-bench-in-the-wild"
+    questions, contexts = read_jsonl(folder / "questions.jsonl"), read_jsonl(folder / "context.jsonl")
+    references = {r["question_id"]: r for r in read_jsonl(folder / "answers_gpt4.jsonl")}
+    captions = {c["image"]: c["caption"] for c in contexts}
+    rows = [{"question_id": str(q["question_id"]), "question": q["text"], "gpt_answer": references[q["question_id"]]["text"],
+             "caption": captions[q["image"]], "category": q["category"],
+             "image": {"bytes": (folder / "images" / q["image"]).read_bytes(), "path": None}} for q in questions]  # fmt: skip
+    features = {k: Value("string") for k in ("question_id", "question", "gpt_answer", "caption", "category")}
+    stage(tmp_path, "lmms-lab/llava-bench-in-the-wild", {("default", "train"): (rows, {**features, "image": Image()})})
+    monkeypatch.chdir(tmp_path)
+    root = materialise(registry.load("llava_bench"), tmp_path / "hub_data")
+    out = root / "llava-bench-in-the-wild"
+    assert read_jsonl(out / "questions.jsonl") == questions
+    assert read_jsonl(out / "context.jsonl") == contexts
+    assert [(r["question_id"], r["text"]) for r in read_jsonl(out / "answers_gpt4.jsonl")] == [
+        (r["question_id"], r["text"]) for r in references.values()
+    ]

@@ -92,13 +92,34 @@ def test_pope_from_the_hub_gives_llavas_question_ids_and_prompts(tmp_path, monke
     assert [labels[str(q["question_id"])] for q in written] == [r["answer"] for r in rows]
 
 
-def test_a_missing_column_is_named(tmp_path, monkeypatch):
+def test_a_missing_column_is_named(tmp_path, monkeypatch, capsys):
     rows = [{k: v for k, v in r.items() if k != "image_source"} for r in _pope_rows(1)]
     features = {k: v for k, v in POPE_FEATURES.items() if k != "image_source"}
     stage(tmp_path, "lmms-lab/POPE", {("default", "test"): (rows, features)})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"lmms-lab/POPE \(config default, split test\) has no column 'image_source'"):
         materialise(registry.load("pope"), tmp_path / "hub_data")
+    # Through the CLI: one error line, before any model is loaded.
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tmp_path / "no_model_needed"),
+                "--benchmarks",
+                "pope",
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--backend",
+                "openai",
+                "--base_url",
+                "http://127.0.0.1:9/v1",
+            ]
+        )
+        == 1
+    )
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: lmms-lab/POPE (config default, split test) has no column 'image_source', which")
 
 
 def test_mme_from_the_hub(tmp_path, monkeypatch):

@@ -20,10 +20,14 @@ logger = logging.getLogger(__name__)
 MARKER = ".hub_source.json"  # written last: a folder without it is rewritten
 
 
+class HubSourceError(ValueError):
+    """A Hub benchmark that cannot be read as its mapping expects (the CLI prints it as one `error:` line)."""
+
+
 def hub_spec(benchmark) -> dict:
     spec = benchmark.config.get("hub")
     if not spec:
-        raise ValueError(f"{benchmark.key} has no Hub source: pass --data_dir (LLaVA's playground/data/eval).")
+        raise HubSourceError(f"{benchmark.key} has no Hub source: pass --data_dir (LLaVA's playground/data/eval).")
     return spec
 
 
@@ -51,7 +55,7 @@ def load_table(path: str, table: dict, scratch: Path):
     dataset = load_dataset(path, table.get("name"), split=table["split"], **local)
     for column in table["columns"]:
         if column not in dataset.column_names:
-            raise ValueError(
+            raise HubSourceError(
                 f"{where} has no column {column!r}, which the mapping to LLaVA's questions needs; it has: "
                 f"{', '.join(dataset.column_names)}."
             )

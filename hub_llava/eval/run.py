@@ -309,6 +309,7 @@ def main(args) -> int:
     from accelerate import PartialState
 
     from hub_llava.eval.backend import config_from_args
+    from hub_llava.eval.hub_source import HubSourceError
 
     benchmarks = [k.strip() for k in args.benchmarks.split(",") if k.strip()]
     try:
@@ -321,7 +322,7 @@ def main(args) -> int:
             dtype=args.dtype, model_name=args.model_name, max_new_tokens=args.max_new_tokens, judge=_judge(args),
             judge_runs=args.judge_runs, backend=config_from_args(args), parity=args.parity,
         )  # fmt: skip
-    except BackendError as error:
+    except (BackendError, HubSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if PartialState().is_main_process:

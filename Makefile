@@ -25,7 +25,8 @@ test: setup
 	timeout --kill-after=60 2400 $(PY) -m pytest -q
 
 # The whole path on bundled sample data, offline, on CPU (a few minutes): build + stage the sample datasets, train the
-# tiny recipe in 2 processes on the staged LVIS-Instruct4V sample, evaluate, score real published answers, convert an
+# tiny recipe in 2 processes on the staged LVIS-Instruct4V sample, evaluate (HF backend, then the openai backend
+# against a local stand-in server, parity-checked) and compare the two runs, score real published answers, convert an
 # original-layout checkpoint, stage every Hub repo with cards (dry-run pushes), then print a summary.
 demo: setup
 	rm -rf $(OUT)
@@ -39,6 +40,11 @@ demo: setup
 	$(BIN)/hub-llava render-sample --config recipes/tiny/sft/config_smoke.yaml --model_name_or_path $(OUT)/tiny-llava --index 1 > $(OUT)/render_sample.json
 	$(BIN)/hub-llava eval --model $(OUT)/tiny-llava-sft --benchmarks pope,mme,scienceqa,mmbench --data_dir samples/eval \
 		--output_dir $(OUT)/eval --batch_size 4 --max_new_tokens 8
+	$(PY) -m hub_llava.eval.standin_server --model $(OUT)/tiny-llava-sft -- $(BIN)/hub-llava eval \
+		--model $(OUT)/tiny-llava-sft --benchmarks pope,mme,scienceqa,mmbench --data_dir samples/eval \
+		--output_dir $(OUT)/eval_openai --backend openai --base_url {url} --concurrency 4 --max_new_tokens 8 --parity 12 \
+		> $(OUT)/eval_openai.log
+	$(BIN)/hub-llava compare $(OUT)/eval $(OUT)/eval_openai > $(OUT)/compare.md
 	$(BIN)/hub-llava score pope --answers $(POPE)/answers_llava-v1.5-13b.jsonl --questions $(POPE)/llava_pope_test.jsonl \
 		--annotations $(POPE)/coco --output $(OUT)/eval/pope_llava-v1.5-13b.json > /dev/null
 	$(PY) -m hub_llava.convert.synthetic $(OUT)/original

@@ -9,6 +9,7 @@ import sys
 
 from hub_llava import env, push_command
 from hub_llava.convert import command as convert_command
+from hub_llava.eval import compare as eval_compare
 from hub_llava.eval import run as eval_run
 from hub_llava.eval import score as eval_score
 from hub_llava.eval import submission as eval_submission
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_run.add_parser(subparsers)
     eval_score.add_parser(subparsers)
     eval_submission.add_parser(subparsers)
+    eval_compare.add_parser(subparsers)
     training_commands.add_parser(subparsers)
     convert_command.add_parser(subparsers)
     push_command.add_parser(subparsers)

@@ -1,4 +1,5 @@
-"""Prints what `make demo` produced: dataset counts, the training run, scores, the conversion check, staged repos.
+"""Prints what `make demo` produced: dataset counts, the training run, scores (HF and openai backends, their
+comparison), the conversion check, staged repos.
 
 python samples/demo_summary.py outputs
 """
@@ -32,6 +33,17 @@ def main(out: Path) -> None:
     results = load(out / "eval" / "results.json")["results"]
     print("\nevaluation of the tiny model on the bundled sample benchmarks (random weights: scores mean nothing):")
     print("  " + ", ".join(f"{r['name']} {r['score']}" for r in results.values()))
+    served = load(out / "eval_openai" / "results.json")
+    backend = served["backend"]
+    print(
+        f"the same benchmarks through the {backend['name']} backend ({backend['concurrency']} requests in flight to "
+        f"a local OpenAI-compatible stand-in server): "
+        + ", ".join(f"{r['name']} {r['score']}" for r in served["results"].values())
+    )
+    print("  parity with the hf backend: " + ", ".join(
+        f"{key} {p['agreement']}% of {p['n']} identical" for key, p in served["parity"].items()))  # fmt: skip
+    table = (out / "compare.md").read_text().strip().replace("\n", "\n  ")
+    print(f"hub-llava compare {out}/eval {out}/eval_openai:\n  {table}")
     pope = load(out / "eval" / "pope_llava-v1.5-13b.json")
     print(f"official-equivalent scoring of LLaVA-1.5-13B's real POPE answers: {pope['score']} (published 85.9)")
     check = (out / "convert.log").read_text().strip().replace("\n", "\n  ")

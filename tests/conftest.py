@@ -1,5 +1,6 @@
-"""Session-wide fixtures of the distributed tests: one tiny model, the mixed-modality rows and the DDP reference run
-that `test_training_distributed.py` checks by hand and `test_deepspeed.py` compares ZeRO-2 / ZeRO-3 against."""
+"""Shared test settings, and the session-wide fixtures of the distributed tests: one tiny model, the mixed-modality
+rows and the DDP reference run that `test_training_distributed.py` checks by hand and `test_deepspeed.py` compares
+ZeRO-2 / ZeRO-3 against."""
 
 import pytest
 from accelerate_runs import LOGGED, SGD, Rows, launch, write_mixed_rows
@@ -42,3 +43,10 @@ def ddp_runs(tmp_path_factory, tiny_model_dir, mixed_data):
         return runs[accumulation]
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _judge_cache_in_tmp(tmp_path_factory, monkeypatch):
+    # The judge cache defaults to ~/.cache/hub_llava: tests never read or fill the user's (a cached reply would make a
+    # test that counts judge calls pass or fail by what ran before it).
+    monkeypatch.setenv("HUB_LLAVA_CACHE", str(tmp_path_factory.mktemp("hub_llava_cache")))

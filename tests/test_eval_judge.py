@@ -272,3 +272,40 @@ def test_eval_mm_vet_with_judge_end_to_end(endpoint, tmp_path):
         (0, 0.75, "-1<AND>-5"),
         (1, 0.1, "1.25=5/4"),
     ]
+
+
+@pytest.mark.slow
+def test_judge_cache_makes_a_rerun_cost_no_calls(endpoint, tmp_path):
+    """LLaVA-Bench judged into one output folder, then again into another with the same cache: no new request, the
+    same score. The three runs at temperature 0.2 are three cache entries (samples 1-3), not one read thrice."""
+    from hub_llava.cli import main
+    from hub_llava.testing import tiny_llava, tiny_processor
+
+    processor = tiny_processor()
+    tiny_llava(processor.tokenizer).save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    endpoint.script = [(200, "8 6\nok"), (200, "7 5\nok"), (200, "8 4\nok"), (200, "9 9\nok"), (200, "6 3\nok"),
+                       (200, "8 8\nok")]  # fmt: skip
+    scores = []
+    for out in ("first", "second"):
+        args = ["eval", "--model", str(tmp_path / "tiny"), "--benchmarks", "llava_bench", "--data_dir", str(SAMPLES),
+                "--output_dir", str(tmp_path / out), "--max_new_tokens", "4", "--judge_base_url", endpoint.url,
+                "--judge_cache", str(tmp_path / "cache")]  # fmt: skip
+        assert main(args) == 0
+        scores.append(json.loads((tmp_path / out / "results.json").read_text())["results"]["llava_bench"]["score"])
+        assert len(endpoint.requests) == 6  # 2 questions x 3 runs, all on the first pass
+    assert scores[0] == scores[1]
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 6
+    first = [r["tuple"] for r in _read(tmp_path / "first" / "llava_bench" / "reviews_run2.jsonl")]
+    assert first == [r["tuple"] for r in _read(tmp_path / "second" / "llava_bench" / "reviews_run2.jsonl")]
+
+
+def test_cache_key_covers_model_prompt_settings_and_sample():
+    from hub_llava.eval.judge import ReplyCache
+
+    body = {"model": "gpt-4-0314", "messages": [{"role": "user", "content": "Q"}], "temperature": 0.2, "max_tokens": 9}
+    key = ReplyCache.key(body, 1)
+    assert ReplyCache.key(dict(body), 1) == key
+    changed = [{**body, "model": "gpt-4o"}, {**body, "messages": [{"role": "user", "content": "Q2"}]},
+               {**body, "temperature": 0.0}, {**body, "max_tokens": 10}]  # fmt: skip
+    assert len({key, ReplyCache.key(body, 2), *(ReplyCache.key(b, 1) for b in changed)}) == 6

@@ -109,7 +109,9 @@ def test_runner_end_to_end_batching_and_resume(checkpoint, tmp_path, capsys):
         "prediction",
         "target",
         "score",
+        "category",
     }
+    assert [d["category"] for d in details[::4]] == ["adversarial", "popular", "random"]
 
     # Resume: drop two answers, rerun -> only those two are generated, the others are kept untouched.
     path = tmp_path / "b4" / "pope" / "answers.jsonl"

@@ -2,7 +2,8 @@
 
 `question_id` keeps the type it has in the question file (the official scripts look ids up with it), `image` is a
 path or a PIL image, `question` is what the model is asked (before the benchmark's pre/post prompt) and `prompt` what
-the answer file records (LLaVA records the question file's text).
+the answer file records (LLaVA records the question file's text); `category` (optional) the question file's category,
+kept in details.jsonl for per-category comparisons.
 """
 
 from pathlib import Path
@@ -25,6 +26,7 @@ def llava_question_docs(benchmark, data_dir) -> list[dict]:
                 "image": images / row["image"] if row.get("image") else None,
                 "question": row["text"],
                 "prompt": row["text"],
+                "category": row.get("category"),
             }
         )
     return docs

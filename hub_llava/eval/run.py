@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 import hub_llava
 from hub_llava.eval import registry
+from hub_llava.eval.backend import BackendConfig, BackendError
 from hub_llava.eval.files import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,10 @@ def _existing_answers(folder: Path) -> list[dict]:
     return rows
 
 
-def answer_benchmark(
-    generator, benchmark, docs: list[dict], folder: Path, *, batch_size: int, model_id: str,
-    max_new_tokens: int | None = None,
-):  # fmt: skip
-    """Answers the docs not answered yet (this process's shard), then merges all parts in question order."""
+def answer_benchmark(backend, benchmark, docs: list[dict], folder: Path, *, model_id: str,
+                     max_new_tokens: int | None = None):  # fmt: skip
+    """Answers the docs not answered yet (this process's shard) with `backend`, then merges all parts in question
+    order. Answers are appended to this process's part file as they arrive, so an interrupted run keeps them."""
     from accelerate import PartialState
 
     generation_kwargs = benchmark.generation_kwargs
@@ -57,27 +57,28 @@ def answer_benchmark(
     done = {doc_key(row) for row in existing}
     pending = [doc for doc in docs if doc_key(doc) not in done]
     state.wait_for_everyone()  # every process has read the same state before anyone writes
-    shard = pending[state.process_index :: state.num_processes]
+    shard = pending[backend.shard_index :: backend.num_shards]
     logger.info(
         "%s: %d questions, %d answered already, %d to answer", benchmark.key, len(docs), len(done), len(pending)
     )
-    part = folder / f"answers.part{state.process_index}.jsonl"
+    requests = [{"question_id": d["question_id"], "text": benchmark.text(d["question"]), "image": d["image"]}
+                for d in shard]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    with (
-        open(part, "a", encoding="utf-8") as handle,
-        tqdm(total=len(shard), desc=benchmark.key, disable=not state.is_main_process) as bar,
-    ):
-        for start in range(0, len(shard), batch_size):
-            batch = shard[start : start + batch_size]
-            texts = generator.generate(
-                [benchmark.text(d["question"]) for d in batch], [d["image"] for d in batch], generation_kwargs
-            )
-            for doc, text in zip(batch, texts):
+    try:
+        with (
+            open(folder / f"answers.part{state.process_index}.jsonl", "a", encoding="utf-8") as handle,
+            tqdm(total=len(shard), desc=benchmark.key, disable=not state.is_main_process) as bar,
+        ):
+            for index, text in backend.answer(requests, generation_kwargs):
+                doc = shard[index]
                 row = {"question_id": doc["question_id"], "prompt": doc["prompt"], "text": text,
                        "answer_id": uuid.uuid4().hex[:22], "model_id": model_id, "metadata": {}}  # fmt: skip
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            bar.update(len(batch))
+                if backend.writes:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    handle.flush()
+                bar.update(1)
+    except BackendError as error:
+        raise BackendError(f"{benchmark.key}: {error}") from None
     state.wait_for_everyone()
     if state.is_main_process:
         _merge(folder, docs)
@@ -119,6 +120,7 @@ def score_benchmark(benchmark, data_dir, folder: Path, docs: list[dict], *, part
         details.append({
             "question_id": row["question_id"], "question": row.get("question", doc.get("question")),
             "prompt": row.get("prompt", doc.get("prompt")), "prediction": row["prediction"], "target": row["target"], "score": row["score"],
+            "category": row.get("category", row.get("type", doc.get("category"))),  # per-category comparisons
         })  # fmt: skip
     write_jsonl(folder / "details.jsonl", details)
     return {"name": benchmark.name, **result}
@@ -144,68 +146,109 @@ def load_model(model_path: str, dtype: str = "float16"):
     processor. float16 also runs on CPU (torch 2.13)."""
     import torch
     from accelerate import PartialState
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
 
     state = PartialState()
     model = LlavaForConditionalGeneration.from_pretrained(model_path, dtype=getattr(torch, dtype))
-    processor = AutoProcessor.from_pretrained(model_path)
-    return model.to(state.device).eval(), processor
+    return model.to(state.device).eval(), load_processor(model_path)
+
+
+def load_processor(model_path: str):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model_path)
+
+
+def _read_summary(path: Path, model_path: str, dtype: str, backend: str) -> dict:
+    """An existing results.json to add to, refused when it was made by another model, dtype or backend."""
+    summary = json.loads(path.read_text()) if path.is_file() else {"results": {}}
+    checks = [
+        (summary.get("model"), model_path, f"results of {summary.get('model')}, not {model_path}"),
+        (summary.get("dtype"), dtype, f"results evaluated in {summary.get('dtype')}, not {dtype}"),
+        ((summary.get("backend") or {}).get("name"), backend,
+         f"answers of the {(summary.get('backend') or {}).get('name')} backend, not {backend}"),
+    ]  # fmt: skip
+    for recorded, value, what in checks:
+        if recorded not in (None, value):
+            raise ValueError(f"{path} holds {what}; use another --output_dir.")
+    return summary
+
+
+def benchmark_data(benchmark, data_dir, output_dir: Path):
+    """The data root of `benchmark`: `--data_dir` (LLaVA's playground/data/eval layout), else its Hub dataset written
+    in that layout under `output_dir/hub_data` (once, by the main process)."""
+    if data_dir is not None:
+        return data_dir
+    from accelerate import PartialState
+
+    from hub_llava.eval.hub_source import materialise
+
+    with PartialState().main_process_first():
+        return materialise(benchmark, output_dir / "hub_data")
 
 
 def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, limit: int | None = None,
              batch_size: int = 1, dtype: str = "float16", model_name: str | None = None,
-             max_new_tokens: int | None = None, judge=None, judge_runs: int | None = None) -> dict:  # fmt: skip
-    """Runs the benchmarks and returns (and writes, on the main process) results.json's content."""
+             max_new_tokens: int | None = None, judge=None, judge_runs: int | None = None,
+             backend: BackendConfig | None = None, parity: int = 0) -> dict:  # fmt: skip
+    """Runs the benchmarks and returns (and writes, on the main process) results.json's content.
+
+    `backend` chooses how questions are answered (default: the HF backend); `parity` > 0 also answers the first
+    `parity` questions of each benchmark with the HF backend and records the agreement and both scores."""
     import torch  # torch, accelerate and transformers load only when the command runs
     from accelerate import PartialState
 
+    from hub_llava.eval.backend import HFBackend, load_backend
     from hub_llava.eval.generation import Generator
+    from hub_llava.eval.parity import parity_report, print_parity
 
     # Without a GPU, processes started by `accelerate launch` only form a (gloo) group when asked for the CPU.
     state = PartialState(cpu=not torch.cuda.is_available())
+    config = backend or BackendConfig()
+    if parity and config.name == "hf":
+        raise ValueError("--parity compares another backend with the hf backend; choose --backend vllm or openai.")
     output_dir = Path(output_dir)
     selected = [registry.load(key) for key in benchmarks]  # unknown keys fail before the model loads
-    model, processor = load_model(model_path, dtype)
-    generator = Generator(model, processor)
-    model_name = model_name or Path(model_path.rstrip("/")).name
     results_path = output_dir / "results.json"
-    summary = json.loads(results_path.read_text()) if results_path.is_file() else {"results": {}}
-    if summary.get("model", model_path) != model_path:
-        raise ValueError(
-            f"{results_path} holds results of {summary['model']}, not {model_path}; use another --output_dir."
-        )
-    if summary.get("dtype", dtype) != dtype:
-        raise ValueError(
-            f"{results_path} holds results evaluated in {summary['dtype']}, not {dtype}; use another --output_dir."
-        )
+    summary = _read_summary(results_path, model_path, dtype, config.name)
+    model = processor = None
+    if config.name == "hf":
+        model, processor = load_model(model_path, dtype)
+    elif config.name == "vllm":
+        processor = load_processor(model_path)
+    answering = load_backend(config, model_path, dtype, batch_size, model, processor)
+    model_name = model_name or Path(model_path.rstrip("/")).name
     summary.update({
         "model": model_path, "model_name": model_name, "dtype": dtype, "hub_llava_version": hub_llava.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "generation": {"temperature": 0, "num_beams": 1},
+        "generation": {"temperature": 0, "num_beams": 1}, "backend": answering.describe(), "batch_size": batch_size,
     })  # fmt: skip
     if max_new_tokens:
         summary["generation"]["max_new_tokens"] = max_new_tokens
+    runs = []
     for benchmark in selected:
-        docs = benchmark.helper.load_docs(benchmark, data_dir)
+        root = benchmark_data(benchmark, data_dir, output_dir)
+        docs = benchmark.helper.load_docs(benchmark, root)
         docs = docs[:limit] if limit else docs
-        folder = output_dir / benchmark.key
-        answer_benchmark(
-            generator,
-            benchmark,
-            docs,
-            folder,
-            batch_size=batch_size,
-            model_id=model_name,
-            max_new_tokens=max_new_tokens,
-        )
+        runs.append((benchmark, root, docs, output_dir / benchmark.key))
+        answer_benchmark(answering, benchmark, docs, runs[-1][3], model_id=model_name, max_new_tokens=max_new_tokens)
         if state.is_main_process:
-            runs = judge_runs or benchmark.config.get("judge_runs", 1)
-            result = score_benchmark(
-                benchmark, data_dir, folder, docs, partial=bool(limit), judge=judge, judge_runs=runs
-            )
+            judged = judge_runs or benchmark.config.get("judge_runs", 1)
+            result = score_benchmark(benchmark, root, runs[-1][3], docs, partial=bool(limit), judge=judge,
+                                     judge_runs=judged)  # fmt: skip
             if result is not None:
                 summary["results"].update(results_entries(benchmark, result))
                 logger.info("%s: %s = %s", benchmark.name, result["metric"], result["score"])
+    answering.close()  # a vLLM engine gives its GPU memory back before the HF reference loads
+    if parity:
+        reference = HFBackend(Generator(*load_model(model_path, dtype)), batch_size)
+        for benchmark, root, docs, folder in runs:
+            answer_benchmark(reference, benchmark, docs[:parity], folder / "parity" / "hf", model_id=model_name,
+                             max_new_tokens=max_new_tokens)  # fmt: skip
+            if state.is_main_process:
+                report = parity_report(benchmark, docs[:parity], folder, root, config.name)
+                summary.setdefault("parity", {})[benchmark.key] = report
+                print_parity(benchmark.key, report, config.name)
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -213,14 +256,15 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
 
 
 def add_parser(subparsers):
+    from hub_llava.eval import backend, parity
+
     parser = subparsers.add_parser("eval", help="Answer and score benchmarks (LLaVA-1.5 protocol).")
     parser.add_argument("--model", required=True, help="Checkpoint folder or Hub id (llava-hf layout).")
     parser.add_argument(
         "--benchmarks", required=True, help=f"Comma-separated keys: {', '.join(registry.available())}."
     )
-    parser.add_argument(
-        "--data_dir", required=True, help="LLaVA's playground/data/eval layout (one folder per benchmark)."
-    )
+    parser.add_argument("--data_dir", help="LLaVA's playground/data/eval layout (one folder per benchmark); "
+                        "without it, benchmarks are read from their Hub datasets (lmms-lab).")  # fmt: skip
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--limit", type=int, help="Only the first N questions of each benchmark (scored on those).")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -241,7 +285,11 @@ def add_parser(subparsers):
     parser.add_argument(
         "--judge_runs", type=int, help="Judge runs averaged (default: 3 for LLaVA-Bench, 1 for MM-Vet)."
     )
+    parser.add_argument("--judge_cache", help="Folder of cached judge replies (default: ~/.cache/hub_llava/judge; "
+                        "'none' disables the cache).")  # fmt: skip
     parser.add_argument("--model_name", help="model_id written in the answer files (default: the folder name).")
+    backend.add_arguments(parser)
+    parity.add_arguments(parser)
     parser.set_defaults(func=main)
     return parser
 
@@ -249,21 +297,34 @@ def add_parser(subparsers):
 def _judge(args):
     if not args.judge_base_url:
         return None
-    from hub_llava.eval.judge import JudgeClient
+    from hub_llava.eval.judge import JudgeClient, default_cache_dir
 
-    return JudgeClient(args.judge_base_url, args.judge_model, api_key_env=args.judge_api_key_env)
+    cache = None if args.judge_cache == "none" else (args.judge_cache or default_cache_dir())
+    return JudgeClient(args.judge_base_url, args.judge_model, api_key_env=args.judge_api_key_env, cache_dir=cache)
 
 
 def main(args) -> int:
-    summary = evaluate(
-        args.model, [k.strip() for k in args.benchmarks.split(",") if k.strip()], args.data_dir, args.output_dir,
-        limit=args.limit, batch_size=args.batch_size, dtype=args.dtype, model_name=args.model_name,
-        max_new_tokens=args.max_new_tokens,
-        judge=_judge(args),
-        judge_runs=args.judge_runs,
-    )  # fmt: skip
+    import sys
+
     from accelerate import PartialState
 
+    from hub_llava.eval.backend import config_from_args
+    from hub_llava.eval.hub_source import HubSourceError
+
+    benchmarks = [k.strip() for k in args.benchmarks.split(",") if k.strip()]
+    try:
+        if args.check_invariance:
+            from hub_llava.eval.parity import invariance_command
+
+            return invariance_command(args, benchmarks)
+        summary = evaluate(
+            args.model, benchmarks, args.data_dir, args.output_dir, limit=args.limit, batch_size=args.batch_size,
+            dtype=args.dtype, model_name=args.model_name, max_new_tokens=args.max_new_tokens, judge=_judge(args),
+            judge_runs=args.judge_runs, backend=config_from_args(args), parity=args.parity,
+        )  # fmt: skip
+    except (BackendError, HubSourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if PartialState().is_main_process:
         print(json.dumps({k: v["score"] for k, v in summary["results"].items()}, indent=2))
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
 from hub_llava.eval.files import read_jsonl, write_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.mm_vet import mm_vet_scores
 
 SCORE_ARGUMENTS = {
@@ -143,6 +144,22 @@ def judge(benchmark, data_dir, folder, client, runs: int) -> dict:
     for run in range(1, runs + 1):
         path = folder / f"grades_run{run}.jsonl"
         if not path.is_file():
-            write_jsonl(path, grade_mm_vet(client, truth, answers))
+            write_jsonl(path, grade_mm_vet(client, truth, answers, run))
         paths.append(path)
     return {"reviews": paths, "questions": truth_path}
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/MMVet rows -> LLaVA's llava-mm-vet.jsonl, the official mm-vet.json, the images."""
+    questions, truth = [], {}
+    for row in tables["questions"]:
+        key = _key(row["question_id"])
+        write_image(folder / benchmark.config["image_folder"] / f"{key}.png", row["image"])
+        capability = row["capability"]
+        capability = [c.strip() for c in capability.split(",")] if isinstance(capability, str) else list(capability)
+        questions.append({"image": f"{key}.png", "text": row["question"], "category": "conv",
+                          "question_id": int(key.removeprefix("v1_"))})  # fmt: skip
+        truth[key] = {"imagename": f"{key}.png", "capability": capability, "question": row["question"],
+                      "answer": row["answer"]}  # fmt: skip
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+    (folder / benchmark.config["data_files"]["ground_truth"]).write_text(json.dumps(truth, ensure_ascii=False))

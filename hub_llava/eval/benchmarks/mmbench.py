@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import sys
+from pathlib import Path
 
 from hub_llava.eval.files import align, load_answers
 from hub_llava.eval.metrics.choice import mmbench_circular, mmbench_correct
@@ -61,7 +62,8 @@ def load_docs(benchmark, data_dir) -> list[dict]:
     for row in read_tsv(benchmark.folder(data_dir) / benchmark.config["data_files"]["questions"]):
         image = Image.open(io.BytesIO(base64.b64decode(row["image"]))).convert("RGB")
         question = row_question(row)
-        docs.append({"question_id": int(row["index"]), "image": image, "question": question, "prompt": question})
+        docs.append({"question_id": int(row["index"]), "image": image, "question": question, "prompt": question,
+                     "category": row.get("category")})  # fmt: skip
     return docs
 
 
@@ -94,3 +96,35 @@ def score(answers, *, questions, missing: str = "error"):
         "n": summary["groups"],
         "details": details,
     }, rows
+
+
+TSV_COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source", "l2-category",
+               "comment", "split"]  # fmt: skip
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/MMBench rows -> the OpenCompass TSV (absent fields as pandas writes NaN: "nan"; image base64)."""
+    from hub_llava.eval.hub_source import image_bytes
+
+    path = folder / benchmark.config["data_files"]["questions"]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(TSV_COLUMNS)
+        for row in tables["questions"]:
+            row = {**row, "l2-category": row.get("L2-category", row.get("l2-category"))}
+            row["image"] = base64.b64encode(image_bytes(row["image"])).decode("ascii")
+            writer.writerow(["nan" if row.get(c) is None else str(row[c]) for c in TSV_COLUMNS])
+
+
+def compare_unit(row: dict) -> int:
+    """A question and its option-rotated copies: `hub-llava compare` resamples these circular groups."""
+    return int(row["question_id"]) % 1_000_000
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    return {"passed": float(all(r["score"] == 1.0 for r in rows)), "groups": 1}
+
+
+def compare_score(totals: dict):
+    """Circular accuracy (%)."""
+    return 100 * totals["passed"] / totals["groups"]

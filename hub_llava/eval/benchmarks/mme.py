@@ -10,7 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import read_jsonl
+from hub_llava.eval.files import read_jsonl, write_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.mme import COGNITION, PERCEPTION, mme_parse, mme_task_score, mme_totals
 
 SCORE_ARGUMENTS = {
@@ -121,3 +122,42 @@ def score(answers, *, ground_truth, missing: str = "error"):
     totals = mme_totals(task_scores)
     details = {"tasks": task_scores, **totals, "answered": len(truth) - len(absent), "missing": len(absent)}
     return {"score": round(totals["perception"], 2), "metric": "perception", "n": len(rows), "details": details}, rows
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/MME rows -> LLaVA's llava_mme.jsonl and the release folders (images + question files)."""
+    hub = benchmark.config["hub"]
+    release = folder / benchmark.config["image_folder"]
+    questions, pairs = [], defaultdict(list)
+    for row in tables["questions"]:
+        task, name = row["category"], str(row["question_id"]).split("/")[-1]
+        inner = hub["image_subfolder_tasks"]
+        llava_id = f"{task}/images/{name}" if task in inner else f"{task}/{name}"
+        write_image(release / llava_id, row["image"])
+        qa_file = f"{task}/questions_answers_YN/{_stem(name)}.txt" if task in inner else f"{task}/{_stem(name)}.txt"
+        pairs[qa_file].append(f"{row['question']}\t{row['answer']}")
+        text = row["question"].replace(" " + hub["yes_no"], "").replace(hub["yes_no"], "")  # some have two spaces
+        questions.append({"question_id": llava_id, "image": llava_id, "text": text + hub["suffix"], "category": task})
+    for qa_file, lines in pairs.items():
+        (release / qa_file).parent.mkdir(parents=True, exist_ok=True)
+        (release / qa_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+
+
+def compare_unit(row: dict) -> tuple:
+    """MME scores images (acc+ needs both of an image's answers): `hub-llava compare` resamples images."""
+    return row["category"], str(row["question_id"])
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    task = rows[0]["category"]
+    right = [mme_parse(r["prediction"]) == str(r["target"]).lower() for r in rows]
+    return {f"{task}/right": sum(right), f"{task}/both": float(len(rows) == 2 and all(right)), f"{task}/images": 1}
+
+
+def compare_score(totals: dict):
+    """The perception total (acc + acc+ per task, summed), or the cognition total when only cognition is present."""
+    present = [t for t in TASKS if f"{t}/images" in totals and totals[f"{t}/images"].max() > 0]
+    tasks = [t for t in present if t in PERCEPTION] or present
+    return sum(100 * totals[f"{t}/right"] / (2 * totals[f"{t}/images"]) + 100 * totals[f"{t}/both"] / totals[f"{t}/images"]
+               for t in tasks)  # fmt: skip

@@ -7,8 +7,11 @@ every position, the image and the question text must agree; anything else is an 
 
 from pathlib import Path
 
+import numpy as np
+
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers, read_jsonl
+from hub_llava.eval.files import align, load_answers, read_jsonl, write_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.pope import pope_parse, pope_scores
 
 SCORE_ARGUMENTS = {
@@ -76,3 +79,45 @@ def score(answers, *, questions, annotations, missing: str = "error"):
 def _percent(scores: dict) -> dict:
     fractions = ("accuracy", "precision", "recall", "f1", "yes_ratio")
     return {k: 100 * v if k in fractions else v for k, v in scores.items()}
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/POPE rows -> LLaVA's question file, the POPE annotation files and the COCO val2014 images."""
+    hub = benchmark.config["hub"]
+    offsets = hub["question_id_offsets"]
+    questions, annotations = [], {}
+    for row in tables["questions"]:
+        if row["category"] not in offsets:
+            raise ValueError(
+                f"POPE question {row['question_id']} has category {row['category']!r}, not one of {sorted(offsets)}."
+            )
+        name = row["image_source"] if row["image_source"].endswith(".jpg") else row["image_source"] + ".jpg"
+        write_image(folder / benchmark.config["image_folder"] / name, row["image"])
+        number = int(row["question_id"])  # POPE's number of the question within its category
+        questions.append({"question_id": offsets[row["category"]] + number, "image": name,
+                          "text": row["question"] + hub["suffix"], "category": row["category"]})  # fmt: skip
+        annotations.setdefault(row["category"], []).append(
+            {"question_id": number, "image": name, "text": row["question"], "label": row["answer"]}
+        )
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+    for category, rows in annotations.items():
+        write_jsonl(folder / benchmark.config["ground_truth"]["annotations"] / f"coco_pope_{category}.json", rows)
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    """Per category: true/false positives, false negatives and questions (for `hub-llava compare`)."""
+    stats = {}
+    for row in rows:
+        predicted, truth = row["prediction"] == "yes", row["target"] != "no"
+        for name, value in (("tp", predicted and truth), ("fp", predicted and not truth),
+                            ("fn", not predicted and truth), ("n", True)):  # fmt: skip
+            stats[f"{row['category']}/{name}"] = stats.get(f"{row['category']}/{name}", 0) + value
+    return stats
+
+
+def compare_score(totals: dict):
+    """The headline: the mean F1 (%) of the categories present, F1 = 2 TP / (2 TP + FP + FN)."""
+    categories = sorted({name.split("/")[0] for name in totals if totals[name].max() > 0 and name.endswith("/n")})
+    f1 = [2 * totals[f"{c}/tp"] / np.maximum(2 * totals[f"{c}/tp"] + totals[f"{c}/fp"] + totals[f"{c}/fn"], 1)
+          for c in categories]  # fmt: skip
+    return 100 * sum(f1) / len(f1)

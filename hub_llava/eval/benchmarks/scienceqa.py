@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from hub_llava.eval.files import align, load_answers, read_json_or_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.choice import SCIENCEQA_OPTIONS, scienceqa_correct, scienceqa_parse
 
 SCORE_ARGUMENTS = {
@@ -57,7 +58,9 @@ def load_docs(benchmark, data_dir) -> list[dict]:
         question = record["conversations"][0]["value"].replace("<image>", "").strip()
         image = folder / benchmark.config["image_folder"] / record["image"] if "image" in record else None
         prompt = ("<image>\n" if image else "") + benchmark.text(question)
-        docs.append({"question_id": record["id"], "image": image, "question": question, "prompt": prompt})
+        category = "image" if image else "no image"  # the headline (IMG accuracy) is over the image questions
+        docs.append({"question_id": record["id"], "image": image, "question": question, "prompt": prompt,
+                     "category": category})  # fmt: skip
     return docs
 
 
@@ -87,3 +90,34 @@ def score(answers, *, questions=None, problems=None, pid_splits=None, split="tes
         **alignment.report(),
     }
     return {"score": round(img_acc, 2), "metric": "img_accuracy", "n": len(image_rows), "details": details}, rows
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/ScienceQA (ScienceQA-IMG) rows -> LLaVA's llava_test_CQM-A.json records and their images."""
+    records = []
+    for number, row in enumerate(tables["questions"]):
+        context = f"Context: {row['hint']}\n" if row["hint"] else ""
+        options = "".join(f"\n{SCIENCEQA_OPTIONS[i]}. {choice}" for i, choice in enumerate(row["choices"]))
+        human = context + row["question"] + options
+        record = {"id": str(number), "conversations": [{"from": "human", "value": human},
+                                                       {"from": "gpt", "value": SCIENCEQA_OPTIONS[row["answer"]]}]}  # fmt: skip
+        if row["image"] is not None:
+            record["image"] = f"{number}/image.png"
+            record["conversations"][0]["value"] = "<image>\n" + human
+            write_image(folder / benchmark.config["image_folder"] / record["image"], row["image"])
+        records.append(record)
+    path = folder / benchmark.config["data_files"]["questions"]
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def compare_stats(rows: list[dict]) -> dict:
+    image = [r for r in rows if r.get("category") == "image"]
+    return {"right": sum(r["score"] for r in image), "n": len(image), "right_all": sum(r["score"] for r in rows),
+            "n_all": len(rows)}  # fmt: skip
+
+
+def compare_score(totals: dict):
+    """The headline, accuracy (%) on the questions with an image (on all of them when none has one)."""
+    if totals["n"].max() > 0:
+        return 100 * totals["right"] / totals["n"]
+    return 100 * totals["right_all"] / totals["n_all"]

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import read_jsonl
+from hub_llava.eval.files import read_jsonl, write_jsonl
+from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.vqa import evalai_normalize, vqa_accuracy
 
 SCORE_ARGUMENTS = {"annotations": {"required": True, "help": "The official TextVQA_0.5.1_val.json."}}
@@ -57,3 +58,20 @@ def score(answers, *, annotations, missing: str = "error"):
     accuracy = 100 * float(scores.mean()) if len(keys) else 0.0
     details = {"accuracy": accuracy, "answered": len(predicted), "missing": len(absent)}
     return {"score": round(accuracy, 2), "metric": "accuracy", "n": len(keys), "details": details}, rows
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/textvqa rows -> LLaVA's question file (keyed by image id), the official val annotations, images."""
+    suffix = benchmark.config["hub"]["suffix"]
+    questions, data = [], []
+    for row in tables["questions"]:
+        name = f"{row['image_id']}.jpg"
+        write_image(folder / benchmark.config["image_folder"] / name, row["image"])
+        text = row["question"][:1].upper() + row["question"][1:]
+        if row["ocr_tokens"]:
+            text += "\nReference OCR token: " + ", ".join(row["ocr_tokens"])
+        questions.append({"question_id": row["image_id"], "image": name, "text": text + suffix, "category": "default"})
+        data.append({key: row[key] for key in ("image_id", "question_id", "question", "answers")})
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)
+    path = folder / benchmark.config["ground_truth"]["annotations"]
+    path.write_text(json.dumps({"dataset_name": "textvqa", "dataset_type": "val", "data": data}), encoding="utf-8")

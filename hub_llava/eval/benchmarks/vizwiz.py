@@ -6,6 +6,8 @@ from pathlib import Path
 
 from hub_llava.eval.benchmarks.vqav2 import score_vqa
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
+from hub_llava.eval.files import write_jsonl
+from hub_llava.eval.hub_source import write_image
 
 SCORE_ARGUMENTS = {"annotations": {"required": True, "help": "The official VizWiz val.json (a list of questions)."}}
 
@@ -17,3 +19,15 @@ def score(answers, *, annotations, missing: str = "error"):
         for i, a in enumerate(data)
     }
     return score_vqa(answers, entries, missing)
+
+
+def from_hub(benchmark, tables: dict, folder: Path) -> None:
+    """lmms-lab/VizWiz-VQA rows -> LLaVA's question file (ids are the numbers of VizWiz's names) and the images."""
+    suffix = benchmark.config["hub"]["suffix"]
+    questions = []
+    for row in tables["questions"]:
+        name = str(row["question_id"]).removesuffix(".jpg")
+        write_image(folder / benchmark.config["image_folder"] / f"{name}.jpg", row["image"])
+        questions.append({"question_id": int(name.rsplit("_", 1)[-1]), "image": f"{name}.jpg",
+                          "text": row["question"] + suffix, "category": "default"})  # fmt: skip
+    write_jsonl(folder / benchmark.config["data_files"]["questions"], questions)

@@ -15,11 +15,10 @@ image roots (`coco/train2017`, `coco/val2017`, `gqa/images`, `ocr_vqa/images`, `
 """
 
 import argparse
-import os
 import sys
 
 from hub_llava.data.builders.lvis_instruct4v import CONFIGS, LvisInstruct4V
-from hub_llava.data.script import add_common_arguments, count_line, run
+from hub_llava.data.script import add_common_arguments, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
 DEFAULT_REPO_ID = "hub_llava/lvis_instruct4v"
@@ -42,18 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def available_configs(raw_dir: str, requested: list[str] | None) -> list[str]:
     """The configs to build: the requested ones (all their files must exist), or every config whose files exist."""
-    present = {name for name in os.listdir(raw_dir)} if os.path.isdir(raw_dir) else set()
-    if requested:
-        for name in requested:
-            missing = [file for file in CONFIGS[name][0] if file not in present]
-            if missing:
-                raise FileNotFoundError(f"config {name} needs {', '.join(missing)} in {os.path.abspath(raw_dir)}")
-        return requested
-    found = [name for name, (files, _, _) in CONFIGS.items() if all(file in present for file in files)]
-    if not found:
-        expected = sorted({file for files, _, _ in CONFIGS.values() for file in files})
-        raise FileNotFoundError(f"no release file in {os.path.abspath(raw_dir)}; expected any of {expected}")
-    return found
+    return configs_present(raw_dir, requested, {name: files for name, (files, _, _) in CONFIGS.items()})
 
 
 def build(args, name: str, cache_dir: str) -> BuiltConfig:

@@ -36,13 +36,29 @@ class MissingImagesError(ValueError):
     """Raised after a build pass under the `"error"` policy: how many records have a missing image, and the first
     missing files. (Not an `OSError`: `datasets` would rewrap it as "Cannot find data file".)"""
 
-    def __init__(self, image_root: str, count: int, examples: list[str], what: str = ""):
+    def __init__(
+        self,
+        image_root: str,
+        count: int,
+        examples: list[str],
+        what: str = "",
+        folders: dict[str, int] | None = None,
+        note: str = "",
+    ):
         self.image_root, self.count, self.examples = image_root, count, examples
+        self.folders = dict(folders or {})
         shown = "\n".join(f"  {path}" for path in examples)
+        # Where they are tells at once whether they are a known gap (e.g. OCR-VQA's lost images) or a wrong root.
+        by_folder = sorted(self.folders.items(), key=lambda item: (-item[1], item[0]))
+        where = ", ".join(f"{folder or '.'} {n:,}" for folder, n in by_folder[:5])
+        where += f", ... ({len(by_folder) - 5} more folders)" if len(by_folder) > 5 else ""
         super().__init__(
             f"{what + ': ' if what else ''}{count} record(s) have a missing image under the image root {image_root}; "
-            f"first missing file(s):\n{shown}\nFetch the missing images, or pass `missing_images='skip'` "
-            f"(`--missing_images skip`) to write those records to the rejects instead."
+            f"first missing file(s):\n{shown}\n"
+            + (f"missing per folder: {where}\n" if by_folder else "")
+            + (f"{note}\n" if note else "")
+            + "Fetch the missing images, or pass `missing_images='skip'` (`--missing_images skip`) to write those "
+            "records to the rejects instead."
         )
 
 

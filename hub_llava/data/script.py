@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+import pyarrow.compute as pc
 from datasets.utils.tqdm import disable_progress_bars
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
@@ -38,6 +39,33 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_repo_id: str, 
     parser.add_argument(
         "--dry_run", action="store_true", help="With --push_to_hub: run the push checks, push nothing."
     )
+
+
+def configs_present(raw_dir: str, requested: list[str] | None, config_files: dict[str, tuple[str, ...]]) -> list[str]:
+    """The configs to build: the requested ones (all their files must be in `raw_dir`), or every config whose files
+    are there, in `config_files` order.
+
+    Raises:
+        `FileNotFoundError`: naming the missing files of a requested config, or what was looked for.
+    """
+    present = set(os.listdir(raw_dir)) if os.path.isdir(raw_dir) else set()
+    if requested:
+        for name in requested:
+            missing = [file for file in config_files[name] if file not in present]
+            if missing:
+                raise FileNotFoundError(f"config {name} needs {', '.join(missing)} in {os.path.abspath(raw_dir)}")
+        return requested
+    found = [name for name, files in config_files.items() if all(file in present for file in files)]
+    if not found:
+        expected = sorted({file for files in config_files.values() for file in files})
+        raise FileNotFoundError(f"no release file in {os.path.abspath(raw_dir)}; expected any of {expected}")
+    return found
+
+
+def source_counts(dataset) -> dict[str, int]:
+    """Rows per `source` value, largest first (read from the Arrow column; no row is decoded)."""
+    counts = pc.value_counts(dataset.data.column("source")).to_pylist()
+    return dict(sorted(((c["values"], c["counts"]) for c in counts), key=lambda item: (-item[1], item[0])))
 
 
 def count_line(name: str, counts) -> str:

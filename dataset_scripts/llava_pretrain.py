@@ -28,6 +28,7 @@ from hub_llava.data.builders.llava_pretrain import (
 from hub_llava.data.script import add_common_arguments, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = LlavaPretrain  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/llava_pretrain"
 CARD_TEMPLATE = "dataset_card_llava_pretrain.md.jinja"
 CARD_DATA = {

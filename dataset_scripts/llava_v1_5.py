@@ -23,6 +23,7 @@ from hub_llava.data.builders.llava_v1_5 import CONFIGS, DEFAULT_CONFIG, LlavaV15
 from hub_llava.data.script import add_common_arguments, configs_present, count_line, run, source_counts
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = LlavaV15  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/llava_v1_5"
 CARD_TEMPLATE = "dataset_card_llava_v1_5.md.jinja"
 CARD_DATA = {

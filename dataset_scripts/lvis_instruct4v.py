@@ -21,6 +21,7 @@ from hub_llava.data.builders.lvis_instruct4v import CONFIGS, LvisInstruct4V
 from hub_llava.data.script import add_common_arguments, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = LvisInstruct4V  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/lvis_instruct4v"
 DEFAULT_CONFIG = "lvis_instruct4v"
 CARD_TEMPLATE = "dataset_card_lvis_instruct4v.md.jinja"

@@ -35,6 +35,7 @@ from hub_llava.data.rejects import Counts
 from hub_llava.data.script import add_common_arguments, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = Svit  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/svit"
 CARD_TEMPLATE = "dataset_card_svit.md.jinja"
 CARD_DATA = {

@@ -21,6 +21,7 @@ never leaves something that looks finished.
 import datetime
 import json
 import logging
+import mmap
 import os
 import shutil
 import sys
@@ -28,9 +29,11 @@ import tempfile
 from dataclasses import dataclass, field
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
 from datasets.features.features import require_decoding
-from datasets.table import embed_table_storage
+from datasets.table import InMemoryTable, embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -83,8 +86,98 @@ def command_line() -> str:
     return " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else "python"
 
 
+def _hub_image_structs(storage: pa.StructArray) -> pa.StructArray | None:
+    """Image structs as `push_to_hub` stores them (path cut to its basename, `os.path.basename`'s rule), sharing the
+    bytes buffers; `None` if an image has no bytes (only a path: its file must be read)."""
+    data, path = storage.field("bytes"), storage.field("path")
+    if pc.sum(pc.and_(storage.is_valid(), data.is_null())).as_py():
+        return None
+    names = [field.name for field in storage.type]
+    children = [data if name == "bytes" else pc.replace_substring_regex(path, "^.*/", "") for name in names]
+    return pa.StructArray.from_arrays(children, names=names, mask=storage.is_null() if storage.null_count else None)
+
+
+def _hub_column(chunk: pa.Array, feature) -> pa.Array | None:
+    if isinstance(feature, datasets.Image):
+        return _hub_image_structs(chunk)
+    # A list of images: the slice of the child its offsets span (a shard is a slice of the table), re-based at 0.
+    offsets = chunk.offsets
+    first = offsets[0].as_py()
+    images = _hub_image_structs(chunk.values.slice(first, offsets[-1].as_py() - first))
+    if images is None:
+        return None
+    list_type = pa.LargeListArray if isinstance(feature, datasets.LargeList) else pa.ListArray
+    offsets = pc.subtract(offsets, pa.scalar(first, offsets.type))
+    return list_type.from_arrays(offsets, images, mask=chunk.is_null() if chunk.null_count else None)
+
+
+def hub_table(table: pa.Table, features: datasets.Features) -> pa.Table | None:
+    """`table` as `embed_table_storage` would make it, without copying: for tables whose images (columns of `Image`
+    or a list of `Image`) all carry their bytes already, as the builders' embedded output does. `embed_table_storage`
+    turns every image into Python objects to rewrite the same bytes (~3 s per GB here, and the whole shard held in
+    memory); this only rewrites the paths. `None` when it does not apply (an image with no bytes, another nesting).
+    """
+    columns = []
+    for name, feature in features.items():
+        column = table.column(name)
+        if not require_decoding(feature, ignore_decode_attribute=True):
+            columns.append(column)
+            continue
+        is_list = isinstance(feature, datasets.List | datasets.LargeList) and isinstance(
+            feature.feature, datasets.Image
+        )
+        if not (isinstance(feature, datasets.Image) or is_list):
+            return None
+        chunks = [_hub_column(chunk, feature) for chunk in column.chunks]
+        if any(chunk is None for chunk in chunks):
+            return None
+        columns.append(pa.chunked_array(chunks, type=column.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _contiguous_shards(dataset: datasets.Dataset, num_shards: int):
+    """`dataset.shard(num_shards, index, contiguous=True)` for each index, in order.
+
+    A dataset that is exactly its Arrow cache files (a builder's `as_dataset()`) is read from its own memory map of
+    them (no copy), whose pages are dropped after each shard: through the map `dataset` holds, every page read stays
+    resident and the process's RSS grows to the whole file (8 GB for 100K embedded images); copying shards into
+    memory instead left two shards' worth in Arrow's allocator.
+    """
+    if dataset._indices is not None or not dataset.cache_files:
+        for index in range(num_shards):
+            yield dataset.shard(num_shards=num_shards, index=index, contiguous=True)
+        return
+    mappings = []
+
+    def batches():
+        for cache_file in dataset.cache_files:
+            with open(cache_file["filename"], "rb") as f:
+                mappings.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            yield from pa.ipc.open_stream(pa.py_buffer(mappings[-1]))
+
+    stream, pending, n = batches(), None, len(dataset)
+    for index in range(num_shards):
+        need, parts = n // num_shards + (index < n % num_shards), []  # the sizes `Dataset.shard` gives
+        while need:
+            batch = pending if pending is not None else next(stream)
+            pending = batch.slice(need) if len(batch) > need else None
+            parts.append(batch.slice(0, need) if pending is not None else batch)
+            need -= len(parts[-1])
+        table = InMemoryTable(pa.Table.from_batches(parts, schema=dataset.data.schema))
+        del parts
+        yield datasets.Dataset(table, info=dataset.info, fingerprint=f"{dataset._fingerprint}-shard{index}")
+        del table
+        for mapping in mappings:  # clean file pages: dropped now, read again from the file if touched again
+            mapping.madvise(mmap.MADV_DONTNEED)
+    if pending is not None or next(stream, None) is not None:
+        raise RuntimeError("the dataset has more rows in its cache files than it reports")
+
+
 def write_parquet_shards(dataset: datasets.Dataset, folder: str, split: str, max_shard_size="500MB") -> list[str]:
     """Writes `dataset` as `<folder>/<split>-XXXXX-of-YYYYY.parquet` with images embedded, like `push_to_hub`.
+
+    Images that already hold their bytes are written through `hub_table` (same result as `embed_table_storage`,
+    tested); images given by a path are read and embedded by `embed_table_storage`, as `push_to_hub` does.
 
     Returns:
         `list[str]`: the shard paths, in order.
@@ -98,15 +191,19 @@ def write_parquet_shards(dataset: datasets.Dataset, folder: str, split: str, max
     embed = any(require_decoding(feature, ignore_decode_attribute=True) for feature in dataset.features.values())
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for index in range(num_shards):
-        shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
-        if embed:
+    for index, shard in enumerate(_contiguous_shards(dataset, num_shards)):
+        table = hub_table(shard.with_format("arrow")[:], shard.features) if embed else None
+        if table is not None:
+            # A fingerprint given: otherwise `datasets` pickles the whole table to hash it (a copy of every byte).
+            shard = datasets.Dataset(InMemoryTable(table), info=shard.info, fingerprint=f"{shard._fingerprint}-hub")
+        elif embed:
             shard = shard.with_format("arrow").map(
                 embed_table_storage, batched=True, batch_size=batch_size, keep_in_memory=True
             )
         path = os.path.join(folder, f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
         shard.to_parquet(path, batch_size=batch_size)
         paths.append(path)
+        del shard, table  # before the next shard is read
     return paths
 
 

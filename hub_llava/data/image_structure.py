@@ -15,6 +15,7 @@ check cannot see is damage inside complete entropy-coded data; libjpeg only warn
 corruptions of headers, tables and data: every file accepted here decodes, `tests/test_image_structure.py`).
 """
 
+import functools
 import re
 import struct
 
@@ -35,39 +36,43 @@ class _Frame:
         self.quant, self.huffman = set(), set()  # table ids; Huffman as (class, id)
 
 
-def _quant_tables(body: bytes, frame: _Frame) -> bool:
-    pos = 0
+@functools.lru_cache(maxsize=1024)
+def _quant_tables(body: bytes) -> frozenset[int] | None:
+    """The ids a DQT segment defines, or `None` if libjpeg would refuse it. Cached: encoders reuse their tables."""
+    pos, ids = 0, set()
     while pos < len(body):  # precision (8 / 16 bit) and id, then 64 values
         precision, table = body[pos] >> 4, body[pos] & 15
         size = 1 + 64 * (precision + 1)
         if precision > 1 or table > 3 or pos + size > len(body):
-            return False
-        frame.quant.add(table)
+            return None
+        ids.add(table)
         pos += size
-    return pos > 0
+    return frozenset(ids) if ids else None
 
 
-def _huffman_tables(body: bytes, frame: _Frame) -> bool:
-    pos = 0
+@functools.lru_cache(maxsize=1024)
+def _huffman_tables(body: bytes) -> frozenset[tuple[int, int]] | None:
+    """The (class, id) pairs a DHT segment defines, or `None` if libjpeg would refuse it (cached, as above)."""
+    pos, ids = 0, set()
     while pos < len(body):  # class (DC / AC) and id, 16 code-length counts, then the symbols
         if pos + 17 > len(body):
-            return False
+            return None
         kind, table = body[pos] >> 4, body[pos] & 15
         counts = body[pos + 1 : pos + 17]
         total = sum(counts)
         if kind > 1 or table > 3 or not total or total > 256 or pos + 17 + total > len(body):
-            return False
+            return None
         code = 0  # libjpeg's check: the codes of each length must fit that length, none all ones
         for length, count in enumerate(counts, 1):
             code += count
             if count and code >= 1 << length:
-                return False
+                return None
             code <<= 1
         if kind == 0 and max(body[pos + 17 : pos + 17 + total]) > 15:  # a DC symbol is a bit count
-            return False
-        frame.huffman.add((kind, table))
+            return None
+        ids.add((kind, table))
         pos += 17 + total
-    return pos > 0
+    return frozenset(ids) if ids else None
 
 
 def _frame_header(marker: int, body: bytes, frame: _Frame) -> bool:
@@ -149,10 +154,10 @@ def jpeg_is_complete(data: bytes) -> bool:
         if length < 2 or end > n:
             return False
         body = data[pos + 4 : end]
-        if marker == 0xDB:
-            ok = _quant_tables(body, frame)
-        elif marker == 0xC4:
-            ok = _huffman_tables(body, frame)
+        if marker in (0xDB, 0xC4):
+            tables = (_quant_tables if marker == 0xDB else _huffman_tables)(body)
+            ok = tables is not None
+            (frame.quant if marker == 0xDB else frame.huffman).update(tables or ())
         elif marker == 0xDA:
             ok = _scan_header(body, frame)
         elif marker == 0xDD:  # restart interval

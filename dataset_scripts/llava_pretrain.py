@@ -1,7 +1,7 @@
 """Build LLaVA-1.5's stage-1 data (LCS-558K, liuhaotian/LLaVA-Pretrain), stage it as the Hub repo, optionally push.
 
     python dataset_scripts/llava_pretrain.py --raw_dir LLaVA-Pretrain --image_root LLaVA-Pretrain/images \\
-        --output_dir O [--num_proc N] [--no_embed_images] [--missing_images error|skip]
+        --output_dir O [--num_proc N] [--no_verify_images] [--missing_images error|skip]
         [--push_to_hub --repo_id hub_llava/llava_pretrain [--private] [--revision REV] [--create_pr] [--dry_run]]
 
 R is the LLaVA-Pretrain download: `blip_laion_cc_sbu_558k.json` (config `lcs558k`) and, optionally,
@@ -25,7 +25,7 @@ from hub_llava.data.builders.llava_pretrain import (
     META_COLUMNS,
     LlavaPretrain,
 )
-from hub_llava.data.script import add_common_arguments, configs_present, count_line, run
+from hub_llava.data.script import add_common_arguments, builder_image_options, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
 BUILDER = LlavaPretrain  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
@@ -54,8 +54,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         config_name=name,
         data_dir=args.raw_dir,
         image_root=args.image_root,
-        embed_images=not args.no_embed_images,
-        missing_images=args.missing_images,
+        **builder_image_options(args),
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)

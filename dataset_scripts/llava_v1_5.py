@@ -1,7 +1,7 @@
 """Build LLaVA-1.5's instruction-tuning data (mix665k, LLaVA-Instruct-150K), stage it as the Hub repo, optionally push.
 
     python dataset_scripts/llava_v1_5.py --raw_dir R --image_root I --output_dir O [--num_proc N]
-        [--configs mix665k llava_instruct_150k] [--no_embed_images] [--missing_images error|skip]
+        [--configs mix665k llava_instruct_150k] [--no_verify_images] [--missing_images error|skip]
         [--push_to_hub --repo_id hub_llava/llava_v1_5 [--private] [--revision REV] [--create_pr] [--dry_run]]
 
 Builds every config whose release file is in R: `llava_v1_5_mix665k.json` (`mix665k`, the default) and
@@ -20,7 +20,14 @@ import argparse
 import sys
 
 from hub_llava.data.builders.llava_v1_5 import CONFIGS, DEFAULT_CONFIG, LlavaV15
-from hub_llava.data.script import add_common_arguments, configs_present, count_line, run, source_counts
+from hub_llava.data.script import (
+    add_common_arguments,
+    builder_image_options,
+    configs_present,
+    count_line,
+    run,
+    source_counts,
+)
 from hub_llava.data.staging import BuiltConfig
 
 BUILDER = LlavaV15  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
@@ -46,8 +53,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         config_name=name,
         data_dir=args.raw_dir,
         image_root=args.image_root,
-        embed_images=not args.no_embed_images,
-        missing_images=args.missing_images,
+        **builder_image_options(args),
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)

@@ -1,7 +1,7 @@
 """Build LVIS-Instruct4V's configs from the release files, stage them as the Hub repo, optionally push.
 
     python dataset_scripts/lvis_instruct4v.py --raw_dir R --image_root I --output_dir O [--num_proc N]
-        [--configs lvis_instruct4v mix730k ...] [--no_embed_images] [--missing_images error|skip]
+        [--configs lvis_instruct4v mix730k ...] [--no_verify_images] [--missing_images error|skip]
         [--push_to_hub --repo_id hub_llava/lvis_instruct4v [--private] [--revision REV] [--create_pr] [--dry_run]]
 
 Builds every config whose release file(s) are in R (`lvis_instruct4v_220k.json`, `lvis_instruct4v_mix730k.json`,
@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from hub_llava.data.builders.lvis_instruct4v import CONFIGS, LvisInstruct4V
-from hub_llava.data.script import add_common_arguments, configs_present, count_line, run
+from hub_llava.data.script import add_common_arguments, builder_image_options, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
 BUILDER = LvisInstruct4V  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
@@ -50,8 +50,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         config_name=name,
         data_dir=args.raw_dir,
         image_root=args.image_root,
-        embed_images=not args.no_embed_images,
-        missing_images=args.missing_images,
+        **builder_image_options(args),
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)

@@ -38,9 +38,10 @@ def good_records():
     ]
 
 
+TWO_ROUNDS = record("x", "<image>\nq", "a")["conversations"] * 2
 BAD_RECORDS = [
     (
-        {**record("007700001", "<image>\nDescribe.", "red"), "conversations": record("x", "<image>\nq", "a")["conversations"] * 2},
+        {**record("007700001", "<image>\nDescribe.", "red"), "conversations": TWO_ROUNDS},
         "more than one round: 4 turns, where a stage-1 record is one instruction and one caption (LLaVA's preprocess_plain)",
     ),
     (record("007700002", "Describe the image concisely.", "a red door"), "no <image> placeholder in the instruction: a stage-1 record captions an image (LLaVA's preprocess_plain)"),

@@ -1,6 +1,6 @@
 """Every recipe YAML parses with the pinned TRL (unknown keys fail), says what it reproduces, carries LLaVA-1.5's
-hyperparameters and names data that one of our dataset scripts builds; every accelerate config loads; the recipes README
-names only files that exist."""
+hyperparameters and names data that one of our dataset scripts builds; every accelerate config loads; the recipes
+README names only files that exist."""
 
 import functools
 import importlib.util

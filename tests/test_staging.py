@@ -189,7 +189,7 @@ def test_card_helpers():
     ]
 
 
-def _embedded_table(n: int, with_path_only: bool = False):
+def _embedded_table(n: int):
     features = datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -205,8 +205,6 @@ def _embedded_table(n: int, with_path_only: bool = False):
         rows["images"].append([] if i % 3 == 0 else [value] * (1 + i % 2))
         rows["image"].append(None if i % 5 == 0 else dict(value, path=None if i % 7 == 0 else value["path"]))
         rows["big"].append([value])
-    if with_path_only:
-        rows["images"][4] = [{"bytes": None, "path": "/nowhere/x.jpg"}]
     return pa.Table.from_pydict(rows, schema=features.arrow_schema), features
 
 
@@ -223,10 +221,22 @@ def test_hub_table_equals_embed_table_storage_without_copying_the_bytes(start, s
     assert fast.column("images")[1].as_py()[0]["path"] == f"{start + 1:012d}.jpg"
 
 
-def test_hub_table_leaves_images_given_by_a_path_to_datasets():
-    table, features = _embedded_table(10, with_path_only=True)
-    assert hub_table(table, features) is None
-    assert hub_table(table.slice(5), features) is not None  # that row is not in this shard
+def test_hub_table_reads_images_given_by_a_path_and_leaves_urls_to_datasets(tmp_path):
+    table, features = _embedded_table(10)
+    rows = table.to_pylist()
+    for i in (2, 4):  # referenced images, as the dataset scripts' builds give them
+        image = tmp_path / f"{i}.png"
+        image.write_bytes(bytes([i]) * 50)
+        rows[i]["images"] = [{"bytes": None, "path": str(image)}]
+        rows[i]["image"] = {"bytes": None, "path": str(image)}
+    referenced = pa.Table.from_pylist(rows, schema=table.schema)
+    assert hub_table(referenced, features).to_pylist() == embed_table_storage(referenced).to_pylist()
+    assert hub_table(referenced, features).column("image")[4].as_py() == {"bytes": bytes([4]) * 50, "path": "4.png"}
+    rows[3]["images"] = [{"bytes": None, "path": "https://example.com/x.jpg"}]
+    assert hub_table(pa.Table.from_pylist(rows, schema=table.schema), features) is None
+    rows[3]["images"] = [{"bytes": None, "path": str(tmp_path / "gone.png")}]
+    with pytest.raises(FileNotFoundError, match="gone.png"):  # as embed_table_storage: the staging stops
+        hub_table(pa.Table.from_pylist(rows, schema=table.schema), features)
 
 
 def test_shards_read_from_the_cache_files_match_dataset_shard(tmp_path):
@@ -242,3 +252,29 @@ def test_shards_read_from_the_cache_files_match_dataset_shard(tmp_path):
     assert sizes == [len(saved.shard(num_shards=len(paths), index=i, contiguous=True)) for i in range(len(paths))]
     written = pa.concat_tables([pq.read_table(path) for path in paths]).to_pylist()
     assert written == embed_table_storage(saved.data.table).to_pylist()  # as push_to_hub stores them
+
+
+def test_shards_are_the_parquet_files_push_to_hub_writes(tmp_path):
+    ds = _dataset(tmp_path, 7, text_only_every=3)  # images given by their paths, as the scripts' builds give them
+    [ours] = write_parquet_shards(ds, str(tmp_path / "ours"), "train")
+    reference = str(tmp_path / "push_to_hub.parquet")  # push_to_hub's own steps for one shard
+    ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True).to_parquet(reference)
+    a, b = pq.ParquetFile(ours), pq.ParquetFile(reference)
+    assert a.read().equals(b.read()) and a.schema_arrow.metadata == b.schema_arrow.metadata
+    assert a.metadata.metadata == b.metadata.metadata  # key-value metadata, content-defined chunking included
+    chunks = [(c.path_in_schema, c.compression, c.encodings) for c in map(a.metadata.row_group(0).column, range(7))]
+    assert chunks == [
+        (c.path_in_schema, c.compression, c.encodings) for c in map(b.metadata.row_group(0).column, range(7))
+    ]
+
+
+def test_num_proc_writes_the_same_shards(tmp_path):
+    datasets.Dataset.from_dict(_dataset(tmp_path, 17).to_dict(), features=BASE_FEATURES).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    saved = datasets.load_from_disk(str(tmp_path / "saved"))
+    size = saved._estimate_nbytes() // 4
+    one = write_parquet_shards(saved, str(tmp_path / "one"), "train", max_shard_size=size)
+    two = write_parquet_shards(saved, str(tmp_path / "two"), "train", max_shard_size=size, num_proc=2)
+    assert [os.path.basename(p) for p in one] == [os.path.basename(p) for p in two] and len(one) >= 4
+    assert all(pq.read_table(a).equals(pq.read_table(b)) for a, b in zip(one, two))

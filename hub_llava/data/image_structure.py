@@ -2,12 +2,12 @@
 
 Decoding to check an image costs ~2 ms per 640x480 JPEG (libjpeg's Huffman decoding of the whole stream, even at
 reduced scale): ~40 MB/s per core, far below a disk. What breaks images in practice (truncated downloads, garbage,
-empty files) breaks their structure, and that can be read without decoding. Checked here: SOI, then marker segments each inside the file and each valid as libjpeg checks it: a baseline, extended or
-progressive Huffman frame (SOF0-2) of 8-bit samples, 1, 3 or 4 components, a non-zero size and integral sampling
-factors; quantisation and Huffman tables (libjpeg's code-length rule, DC symbols <= 15) defined before the scans that
-use them; scan headers naming the frame's components with libjpeg's progression rules; each scan's entropy-coded data
-followed by a marker; and EOI. Data after EOI is ignored, as decoders do. Markers other than these, APPn and COM send
-the file to the decoder.
+empty files) breaks their structure, and that can be read without decoding. Checked here: SOI, then marker segments
+each inside the file and each valid as libjpeg checks it: a baseline, extended or progressive Huffman frame (SOF0-2)
+of 8-bit samples, 1, 3 or 4 components, a non-zero size and integral sampling factors; quantisation and Huffman tables
+(libjpeg's code-length rule, DC symbols <= 15) defined before the scans that use them; scan headers naming the
+frame's components with libjpeg's progression rules; each scan's entropy-coded data followed by a marker; and EOI.
+Data after EOI is ignored, as decoders do. Markers other than these, APPn and COM send the file to the decoder.
 
 `complete_format` only ever *accepts*: a file it does not prove whole (another format, a rarer JPEG kind, or a broken
 structure) returns `None`, and the caller decodes it, so such files are judged exactly as before. What a structure

@@ -196,8 +196,10 @@ data_dir, image_root, cache_dir, out_dir, num_proc = sys.argv[1:6]
 start, cpu = time.perf_counter(), time.process_time()
 # As dataset_scripts/llava_v1_5.py builds (script.builder_image_options): images checked, referenced, then embedded by
 # the staging as it writes the shards.
+# The synthetic file is small (~25 MB at 100K records): cut it into byte ranges for num_proc, as a 1 GB release is.
+size = os.path.getsize(os.path.join(data_dir, "llava_v1_5_mix665k.json"))
 builder = LlavaV15(config_name="mix665k", data_dir=data_dir, image_root=image_root, cache_dir=cache_dir,
-                   embed_images=False, verify_images=True)
+                   embed_images=False, verify_images=True, shard_bytes=max(1 << 16, size // (4 * int(num_proc))))
 builder.download_and_prepare(num_proc=int(num_proc) if int(num_proc) > 1 else None)
 built = time.perf_counter()
 paths = write_parquet_shards(builder.as_dataset("train"), out_dir, "train", num_proc=int(num_proc))

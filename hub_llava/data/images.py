@@ -80,20 +80,22 @@ def check_missing_policy(policy: str) -> str:
 def verify_image_bytes(data: bytes) -> str:
     """Checks that `data` is a whole, decodable image; returns its format (`"JPEG"`, `"PNG"`, ...).
 
-    PIL opens it and `PIL.Image.verify` checks its header. That does not see truncation (a truncated JPEG passes it),
-    so the image is also decoded, at reduced scale for JPEGs (`draft`), which still reads the whole stream; except for
-    a JPEG whose marker structure proves it whole (`image_structure.complete_format`: every segment well-formed and
-    in place, up to EOI), which is accepted without decoding (~0.2 ms instead of ~2 ms for a 640x480 JPEG).
+    A JPEG whose marker structure proves it whole (`image_structure.complete_format`: every segment well-formed as
+    libjpeg checks it and in place, up to EOI) is accepted without decoding (~0.1 ms instead of ~2 ms for a 640x480
+    JPEG). Anything else is opened by PIL and `PIL.Image.verify` checks its header. That does not see truncation (a
+    truncated JPEG passes it), so the image is also decoded, at reduced scale for JPEGs (`draft`), which still reads
+    the whole stream.
 
     Raises:
         `RejectedRecord`: with the reason `corrupt image: <PIL's message>`.
     """
+    image_format = complete_format(data)
+    if image_format is not None:
+        return image_format  # its structure proves it whole: opening or decoding it would tell nothing more
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.verify()
             image_format = image.format
-        if complete_format(data) == image_format:
-            return image_format  # its structure proves it whole: decoding it would tell nothing more
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()

@@ -220,6 +220,9 @@ def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
     writer = ParquetWriter(path=path, features=features, writer_batch_size=batch_size)
     try:
         for batch in shard.with_format("arrow").iter(batch_size):
+            # One chunk per column before the bytes are read (cheap while images are paths): the writer would combine
+            # the chunks of the embedded table, a second copy of every image.
+            batch = batch.combine_chunks()
             table = hub_table(batch, features) if embed else batch
             writer.write_table(table if table is not None else embed_table_storage(batch))
         writer.finalize()

@@ -11,9 +11,12 @@ output_dir/
   build_report.json                       # per config: read = written + rejected, reasons; command, version
 ```
 
-The shards are written the way `datasets.Dataset.push_to_hub` writes them (its public pieces: `embed_table_storage`
-embeds image bytes and cuts the stored path to its basename, `Dataset.to_parquet`, `MetadataConfigs` and
-`DatasetInfosDict` for the YAML), so `load_dataset(<repo>, <config>)` reads the staged folder exactly as the pushed repo.
+The shards are the ones `datasets.Dataset.push_to_hub` writes (its shard count and row-group size, image bytes
+embedded and stored paths cut to their basename as `embed_table_storage` does, `datasets`' own Parquet writer;
+`MetadataConfigs` and `DatasetInfosDict` for the YAML), so `load_dataset(<repo>, <config>)` reads the staged folder
+exactly as the pushed repo. Images are embedded while each shard is written, batch by batch (`hub_table`): a build
+only needs to reference them, and every image byte is written once (`tests/test_staging.py` checks the files against
+`push_to_hub`'s own steps).
 Everything is written into a temporary folder inside `output_dir` and moved into place at the end: an interrupted run
 never leaves something that looks finished.
 """

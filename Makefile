@@ -25,16 +25,23 @@ test: setup
 	timeout --kill-after=60 2400 $(PY) -m pytest -q
 
 # The whole path on bundled sample data, offline, on CPU (a few minutes): build + stage the sample datasets, train the
-# tiny recipe in 2 processes on the staged LVIS-Instruct4V sample, evaluate (HF backend, then the openai backend
-# against a local stand-in server, parity-checked) and compare the two runs, score real published answers, convert an
-# original-layout checkpoint, stage every Hub repo with cards (dry-run pushes), then print a summary.
+# tiny model's projector (stage 1) on the staged LCS-558K sample, hand it to stage 2 (2 processes, the staged
+# LVIS-Instruct4V sample), evaluate (HF backend, then the openai backend against a local stand-in server,
+# parity-checked) and compare the two runs, score real published answers, convert an original-layout checkpoint, stage
+# every Hub repo with cards (dry-run pushes), then print a summary.
 demo: setup
 	rm -rf $(OUT)
 	$(PY) dataset_scripts/lvis_instruct4v.py --raw_dir samples/lvis_instruct4v --image_root samples/images --output_dir $(OUT)/datasets/lvis_instruct4v
 	$(PY) dataset_scripts/svit.py --raw_dir samples/svit --image_root samples/images --output_dir $(OUT)/datasets/svit --test_split
+	$(PY) dataset_scripts/llava_v1_5.py --raw_dir samples/lvis_instruct4v --image_root samples/images --output_dir $(OUT)/datasets/llava_v1_5
+	$(PY) dataset_scripts/llava_pretrain.py --raw_dir samples/llava_pretrain --image_root samples/llava_pretrain/images \
+		--output_dir $(OUT)/datasets/llava_pretrain
 	$(BIN)/hub-llava make-tiny-model $(OUT)/tiny-llava
+	$(PY) recipes/sft.py --config recipes/tiny/pretrain/config_smoke.yaml --model_name_or_path $(OUT)/tiny-llava \
+		--dataset_name $(OUT)/datasets/llava_pretrain/repo --output_dir $(OUT)/tiny-llava-pretrain
 	$(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		recipes/sft.py --config recipes/tiny/sft/config_smoke.yaml --model_name_or_path $(OUT)/tiny-llava \
+		--mm_projector_path $(OUT)/tiny-llava-pretrain \
 		--dataset_name $(OUT)/datasets/lvis_instruct4v/repo --dataset_config nodetail_mix619k --num_train_epochs 3 \
 		--output_dir $(OUT)/tiny-llava-sft
 	$(BIN)/hub-llava render-sample --config recipes/tiny/sft/config_smoke.yaml --model_name_or_path $(OUT)/tiny-llava --index 1 > $(OUT)/render_sample.json
@@ -51,6 +58,9 @@ demo: setup
 	$(BIN)/hub-llava convert $(OUT)/original/llava-tiny $(OUT)/models/llava-tiny-hf --verify | tail -3 > $(OUT)/convert.log
 	$(BIN)/hub-llava push dataset $(OUT)/datasets/lvis_instruct4v/repo hub_llava/lvis_instruct4v --dry_run > $(OUT)/push_lvis_instruct4v.txt
 	$(BIN)/hub-llava push dataset $(OUT)/datasets/svit/repo hub_llava/svit --dry_run > $(OUT)/push_svit.txt
+	$(BIN)/hub-llava push dataset $(OUT)/datasets/llava_v1_5/repo hub_llava/llava_v1_5 --dry_run > $(OUT)/push_llava_v1_5.txt
+	$(BIN)/hub-llava push dataset $(OUT)/datasets/llava_pretrain/repo hub_llava/llava_pretrain --dry_run \
+		> $(OUT)/push_llava_pretrain.txt
 	$(BIN)/hub-llava push model $(OUT)/tiny-llava-sft hub_llava/tiny-llava-sft-demo --dry_run > $(OUT)/push_model.txt
 	$(BIN)/hub-llava push results $(OUT)/eval/results.json hub_llava/tiny-llava-sft-demo \
 		--model_card $(OUT)/tiny-llava-sft/README.md --dry_run > $(OUT)/push_results.txt

@@ -1,7 +1,7 @@
 """Build LVIS-Instruct4V's configs from the release files, stage them as the Hub repo, optionally push.
 
     python dataset_scripts/lvis_instruct4v.py --raw_dir R --image_root I --output_dir O [--num_proc N]
-        [--configs lvis_instruct4v mix730k ...] [--no_embed_images] [--missing_images error|skip]
+        [--configs lvis_instruct4v mix730k ...] [--no_verify_images] [--missing_images error|skip]
         [--push_to_hub --repo_id hub_llava/lvis_instruct4v [--private] [--revision REV] [--create_pr] [--dry_run]]
 
 Builds every config whose release file(s) are in R (`lvis_instruct4v_220k.json`, `lvis_instruct4v_mix730k.json`,
@@ -15,13 +15,13 @@ image roots (`coco/train2017`, `coco/val2017`, `gqa/images`, `ocr_vqa/images`, `
 """
 
 import argparse
-import os
 import sys
 
 from hub_llava.data.builders.lvis_instruct4v import CONFIGS, LvisInstruct4V
-from hub_llava.data.script import add_common_arguments, count_line, run
+from hub_llava.data.script import add_common_arguments, builder_image_options, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = LvisInstruct4V  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/lvis_instruct4v"
 DEFAULT_CONFIG = "lvis_instruct4v"
 CARD_TEMPLATE = "dataset_card_lvis_instruct4v.md.jinja"
@@ -42,18 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def available_configs(raw_dir: str, requested: list[str] | None) -> list[str]:
     """The configs to build: the requested ones (all their files must exist), or every config whose files exist."""
-    present = {name for name in os.listdir(raw_dir)} if os.path.isdir(raw_dir) else set()
-    if requested:
-        for name in requested:
-            missing = [file for file in CONFIGS[name][0] if file not in present]
-            if missing:
-                raise FileNotFoundError(f"config {name} needs {', '.join(missing)} in {os.path.abspath(raw_dir)}")
-        return requested
-    found = [name for name, (files, _, _) in CONFIGS.items() if all(file in present for file in files)]
-    if not found:
-        expected = sorted({file for files, _, _ in CONFIGS.values() for file in files})
-        raise FileNotFoundError(f"no release file in {os.path.abspath(raw_dir)}; expected any of {expected}")
-    return found
+    return configs_present(raw_dir, requested, {name: files for name, (files, _, _) in CONFIGS.items()})
 
 
 def build(args, name: str, cache_dir: str) -> BuiltConfig:
@@ -61,8 +50,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         config_name=name,
         data_dir=args.raw_dir,
         image_root=args.image_root,
-        embed_images=not args.no_embed_images,
-        missing_images=args.missing_images,
+        **builder_image_options(args),
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)

@@ -2,7 +2,7 @@
 
     python dataset_scripts/svit.py --raw_dir R --image_root I --output_dir O [--num_proc N]
         [--configs conversation referring_qa mix_665k ...] [--image_data VG/image_data.json] [--test_split]
-        [--llava_boxes [--format_seed S]] [--no_embed_images] [--missing_images error|skip]
+        [--llava_boxes [--format_seed S]] [--no_verify_images] [--missing_images error|skip]
         [--push_to_hub --repo_id hub_llava/svit [--private] [--revision REV] [--create_pr] [--dry_run]]
 
 R is the BAAI/SVIT download (gated on the Hub: accept its terms first), unzipped: `data/conversation.json`,
@@ -32,9 +32,10 @@ from hub_llava.data.builders.svit import (
     repeated_ids,
 )
 from hub_llava.data.rejects import Counts
-from hub_llava.data.script import add_common_arguments, count_line, run
+from hub_llava.data.script import add_common_arguments, builder_image_options, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
+BUILDER = Svit  # builds DEFAULT_REPO_ID's configs (tests/test_recipes.py checks the recipes against them)
 DEFAULT_REPO_ID = "hub_llava/svit"
 CARD_TEMPLATE = "dataset_card_svit.md.jinja"
 CARD_DATA = {
@@ -82,8 +83,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         data_dir=args.raw_dir,
         image_root=args.image_root,
         image_data=args.image_data,
-        embed_images=not args.no_embed_images,
-        missing_images=args.missing_images,
+        **builder_image_options(args),
         test_split=test_split,
         llava_boxes=args.llava_boxes and name == "referring_qa",
         format_seed=args.format_seed,

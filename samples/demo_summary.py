@@ -1,4 +1,4 @@
-"""Prints what `make demo` produced: dataset counts, the training run, scores (HF and openai backends, their
+"""Prints what `make demo` produced: dataset counts, the two training stages, scores (HF and openai backends, their
 comparison), the conversion check, staged repos.
 
 python samples/demo_summary.py outputs
@@ -15,7 +15,7 @@ def load(path: Path) -> dict:
 
 def main(out: Path) -> None:
     print(f"\n=== hub_llava demo: everything is under {out}/ ===")
-    for name in ("lvis_instruct4v", "svit"):
+    for name in ("llava_pretrain", "llava_v1_5", "lvis_instruct4v", "svit"):
         report = load(out / "datasets" / name / "build_report.json")
         print(f"\ndataset hub_llava/{name}  (staged repo: {out}/datasets/{name}/repo)")
         for config, c in report["configs"].items():
@@ -23,10 +23,15 @@ def main(out: Path) -> None:
             print(
                 f"  {config:20s} read {c['read']:3d} = written {c['written']:3d} + rejected {c['rejected']}  ({rows})"
             )
+    stage1 = load(out / "tiny-llava-pretrain" / "all_results.json")
+    print(
+        f"\nstage 1 (projector only, plain template, staged LCS-558K sample): train_loss {stage1['train_loss']:.3f}, "
+        f"{stage1['train_samples']} rows, {stage1['epoch']:.0f} epochs -> {out}/tiny-llava-pretrain"
+    )
     train = load(out / "tiny-llava-sft" / "all_results.json")
     print(
-        f"\ntraining (2 processes, gloo): train_loss {train['train_loss']:.3f}, {train['train_samples']} rows, "
-        f"{train['epoch']:.0f} epochs -> {out}/tiny-llava-sft"
+        f"stage 2 (from stage 1's projector, 2 processes, gloo): train_loss {train['train_loss']:.3f}, "
+        f"{train['train_samples']} rows, {train['epoch']:.0f} epochs -> {out}/tiny-llava-sft"
     )
     sample = load(out / "render_sample.json")
     print(f"  trained spans of one row (render-sample): {sample['trained_spans']}")
@@ -50,6 +55,8 @@ def main(out: Path) -> None:
     print(f"\nconversion of an original-layout checkpoint (--verify):\n  {check}")
     print("\nstaged Hub repos (dry runs; `hub-llava push ...` without --dry_run publishes them):")
     for folder in [
+        out / "datasets" / "llava_pretrain" / "repo",
+        out / "datasets" / "llava_v1_5" / "repo",
         out / "datasets" / "lvis_instruct4v" / "repo",
         out / "datasets" / "svit" / "repo",
         out / "tiny-llava-sft",

@@ -1,4 +1,5 @@
-"""Regenerates the LVIS-Instruct4V sample release files and the sample images (`python samples/make_samples.py`).
+"""Regenerates the LVIS-Instruct4V and LLaVA-1.5 sample release files and the sample images
+(`python samples/make_samples.py`).
 
 The release files follow the real layout (LLaVA format: one JSON array of `{id, image?, conversations}`) with the
 real image roots. The LVIS-Instruct4V texts are the paper's Figure 3 examples (arXiv 2311.07574); the academic-VQA
@@ -97,6 +98,21 @@ LLAVA_INSTRUCT = [
     },
 ]
 
+# LLaVA-Instruct-150K as `llava_instruct_150k.json` holds it: bare COCO train2017 file names (LLaVA read them with
+# `--image_folder coco/train2017`), `<image>` before or after the first question.
+LLAVA_INSTRUCT_150K = [
+    {**LLAVA_INSTRUCT[0], "image": "000000033471.jpg"},
+    {
+        "id": "000000052846",
+        "image": "000000052846.jpg",
+        "conversations": turns(
+            "Where is this picture taken?\n<image>",
+            "The picture is taken on a busy city street, with cars on the road and traffic lights over the "
+            "intersections.",
+        ),
+    },
+]
+
 # LLaVA-1.5's academic data and text-only records, as in llava_v1_5_mix665k.json.
 ACADEMIC = [
     {
@@ -175,6 +191,7 @@ def main() -> None:
         "lvis_instruct4v_mix730k.json": LVIS_220K + ACADEMIC,
         "lvis_instruct4v_nodetail_mix619k.json": LVIS_CONVERSATIONS + ACADEMIC,
         "llava_v1_5_mix665k.json": LLAVA_INSTRUCT + ACADEMIC,
+        "llava_instruct_150k.json": LLAVA_INSTRUCT_150K,
     }
     os.makedirs(os.path.join(HERE, "lvis_instruct4v"), exist_ok=True)
     for name, records in releases.items():

@@ -93,6 +93,17 @@ def test_missing_images_error_gives_count_and_examples():
     assert "missing_images='skip'" in message
 
 
+def test_missing_images_error_counts_them_per_folder_and_adds_the_release_note():
+    folders = {"ocr_vqa/images": 355, "coco/train2017": 2, **{f"{i:05d}": 1 for i in range(6)}}
+    err = MissingImagesError("/data", 363, ["ocr_vqa/images/1.jpg"], folders=folders, note="OCR-VQA lost some.")
+    message = str(err)
+    assert (
+        "\nmissing per folder: ocr_vqa/images 355, coco/train2017 2, 00000 1, 00001 1, 00002 1, ... (3 more folders)\n"
+        in message
+    )
+    assert "\nOCR-VQA lost some.\n" in message and err.folders == folders
+
+
 def test_missing_policy_is_checked():
     assert check_missing_policy("skip") == "skip"
     with pytest.raises(ValueError, match="'ignore'"):

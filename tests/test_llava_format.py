@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from hub_llava.data.llava_format import RejectedRecord, image_collection, llava_messages, llava_row
+from hub_llava.data.llava_format import RejectedRecord, image_collection, llava_messages, llava_row, plain_row
 
 
 def turns(*pairs):
@@ -137,3 +137,58 @@ def test_llava_row_fast_path_matches_the_record_rules(rid, image, record_type):
     else:
         assert outcome["id"] == str(rid) and outcome["image_paths"] == ([image] if image else [])
         assert outcome["messages"] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+
+
+def test_plain_row_keeps_the_instruction_and_caption_with_the_placeholder_before_or_after():
+    for instruction in (
+        "Render a clear and concise summary of the photo.\n<image>",
+        "<image>\nRender a clear and concise summary of the photo.",
+    ):
+        record = {
+            "id": "004539375",
+            "image": "00453/004539375.jpg",
+            "conversations": turns(("human", instruction), ("gpt", "a dog")),
+        }
+        assert plain_row(record, "lcs558k") == {
+            "id": "004539375",
+            "messages": [
+                {"role": "user", "content": "Render a clear and concise summary of the photo."},
+                {"role": "assistant", "content": "a dog"},
+            ],
+            "image_paths": ["00453/004539375.jpg"],
+            "source": "lcs558k",
+        }
+
+
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        (
+            {
+                "id": "1",
+                "image": "a.jpg",
+                "conversations": turns(("human", "<image>a"), ("gpt", "b"), ("human", "c"), ("gpt", "d")),
+            },
+            "more than one round: 4 turns, where a stage-1 record is one instruction and one caption",
+        ),
+        (
+            {"id": "1", "image": "a.jpg", "conversations": turns(("human", "a"), ("gpt", "b"))},
+            "no <image> placeholder in the instruction",
+        ),
+        (
+            {"id": "1", "conversations": turns(("human", "<image>a"), ("gpt", "b"))},
+            "no image: a stage-1 record captions an image",
+        ),
+        (
+            {"id": "1", "image": "a.jpg", "conversations": turns(("human", "<image>a"))},
+            "the last turn is a question with no answer",
+        ),
+        ({"id": "1", "image": "a.jpg", "conversations": []}, "no conversations"),
+        ({"image": "a.jpg", "conversations": turns(("human", "<image>a"), ("gpt", "b"))}, "no id"),
+    ],
+    ids=["two-rounds", "no-placeholder", "no-image", "no-caption", "empty", "no-id"],
+)
+def test_plain_row_rejects_what_preprocess_plain_refuses(record, reason):
+    with pytest.raises(RejectedRecord) as caught:
+        plain_row(record, "lcs558k")
+    assert str(caught.value).startswith(reason)

@@ -333,7 +333,9 @@ def test_demo_command_builds_the_bundled_samples(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("hub_id", ["hub_llava/lvis_instruct4v", "hub_llava/svit"])
+@pytest.mark.parametrize(
+    "hub_id", ["hub_llava/lvis_instruct4v", "hub_llava/svit", "hub_llava/llava_v1_5", "hub_llava/llava_pretrain"]
+)
 def test_no_folder_shadows_a_hub_id(hub_id):
     # `load_dataset("org/name")` reads a local folder of that relative path instead of the Hub, with no fallback.
     assert not os.path.exists(os.path.join(REPO_ROOT, hub_id))

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HUB_IDS = {"hub_llava/lvis_instruct4v", "hub_llava/svit", "hub_llava/llava_v1_5_mix665k"}
+HUB_IDS = {"hub_llava/lvis_instruct4v", "hub_llava/svit", "hub_llava/llava_v1_5", "hub_llava/llava_pretrain"}
 
 
 def named_paths(text: str) -> list[str]:

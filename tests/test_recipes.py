@@ -1,6 +1,9 @@
-"""Every recipe YAML parses with the pinned TRL (unknown keys fail), says what it reproduces, and carries LLaVA-1.5's
-hyperparameters; every accelerate config loads; the recipes README names only files that exist."""
+"""Every recipe YAML parses with the pinned TRL (unknown keys fail), says what it reproduces, carries LLaVA-1.5's
+hyperparameters and names data that one of our dataset scripts builds; every accelerate config loads; the recipes
+README names only files that exist."""
 
+import functools
+import importlib.util
 import re
 from pathlib import Path
 
@@ -93,7 +96,7 @@ def test_stage2_hyperparameters_are_llava_15(path):
     assert model_args.load_in_4bit == path.endswith("_qlora.yaml")
 
 
-@pytest.mark.parametrize("path", [r for r in RECIPES if "/pretrain/" in r])
+@pytest.mark.parametrize("path", [r for r in RECIPES if "/pretrain/" in r and "tiny" not in r])
 def test_stage1_hyperparameters_are_llava_15(path):
     _, args, model_args, _ = parse(path)
     assert args.train_projector_only and args.llava_template == "plain"
@@ -103,6 +106,69 @@ def test_stage1_hyperparameters_are_llava_15(path):
     )
     assert model_args.mm_projector_path is None
     assert "accelerate_configs/zero2.yaml" in (REPO / path).read_text()
+
+
+@functools.cache
+def built_datasets() -> dict[str, tuple[frozenset[str], str | None]]:
+    """Hub repo id -> (config names, default config) of every `dataset_scripts/*.py`, from the builder it runs."""
+    built = {}
+    for script in sorted((REPO / "dataset_scripts").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"script_{script.stem}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        configs = frozenset(config.name for config in module.BUILDER.BUILDER_CONFIGS)
+        built[module.DEFAULT_REPO_ID] = (configs, module.BUILDER.DEFAULT_CONFIG_NAME)
+    return built
+
+
+def data_problems(recipe: dict) -> list[str]:
+    """What is wrong with the data a recipe names (`dataset_name` / `dataset_config`, or each `datasets:` entry)."""
+    entries = [(d["path"], d.get("name")) for d in recipe["datasets"]] if recipe.get("datasets") else []
+    entries = entries or [(recipe.get("dataset_name"), recipe.get("dataset_config"))]
+    problems, built = [], built_datasets()
+    for name, config in entries:
+        if not str(name).startswith("hub_llava/"):
+            if not (REPO / str(name)).is_dir():
+                problems.append(f"dataset {name} is neither one of ours nor a folder in the repo")
+        elif name not in built:
+            problems.append(f"no dataset script builds {name}")
+        elif (config or built[name][1]) not in built[name][0]:
+            problems.append(f"{name} has no config {config!r} (it has {sorted(built[name][0])})")
+    return problems
+
+
+def test_the_walk_sees_every_dataset_script():
+    assert built_datasets() == {
+        "hub_llava/lvis_instruct4v": (
+            frozenset({"lvis_instruct4v", "mix730k", "nodetail_mix619k", "mix880k"}),
+            "lvis_instruct4v",
+        ),
+        "hub_llava/svit": (
+            frozenset(
+                {"conversation", "complex_reasoning", "detail_description", "referring_qa", "core_150k", "mix_665k"}
+            ),
+            "mix_665k",
+        ),
+        "hub_llava/llava_v1_5": (frozenset({"mix665k", "llava_instruct_150k"}), "mix665k"),
+        "hub_llava/llava_pretrain": (frozenset({"lcs558k"}), "lcs558k"),
+    }
+
+
+@pytest.mark.parametrize("path", RECIPES)
+def test_recipe_data_is_a_dataset_we_build(path):
+    assert data_problems(raw(path)) == []
+
+
+def test_the_walk_names_data_nobody_builds():
+    assert data_problems({"dataset_name": "hub_llava/llava_v1_5_mix665k"}) == [
+        "no dataset script builds hub_llava/llava_v1_5_mix665k"
+    ]
+    assert data_problems({"dataset_name": "hub_llava/llava_v1_5", "dataset_config": "mix666k"}) == [
+        "hub_llava/llava_v1_5 has no config 'mix666k' (it has ['llava_instruct_150k', 'mix665k'])"
+    ]
+    mixture = {"datasets": [{"path": "hub_llava/svit", "name": "mix_665k"}, {"path": "samples/nope"}]}
+    assert data_problems(mixture) == ["dataset samples/nope is neither one of ours nor a folder in the repo"]
+    assert data_problems({"dataset_name": "hub_llava/llava_pretrain"}) == []  # the default config
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)

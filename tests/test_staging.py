@@ -4,12 +4,22 @@ from collections import Counter
 
 import datasets
 import PIL.Image
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from datasets.table import embed_table_storage
 
 from hub_llava.data.rejects import Counts
 from hub_llava.data.schema import BASE_FEATURES
-from hub_llava.data.staging import BuiltConfig, feature_type, size_category, stage_repo
+from hub_llava.data.staging import (
+    BuiltConfig,
+    feature_type,
+    hub_table,
+    size_category,
+    stage_repo,
+    write_parquet_shards,
+)
 
 TEMPLATE = "dataset_card_lvis_instruct4v.md.jinja"
 CONTEXT = {"repo_id": "hub_llava/lvis_instruct4v", "pretty_name": "LVIS-Instruct4V"}
@@ -177,3 +187,94 @@ def test_card_helpers():
         "100K<n<1M",
         "1M<n<10M",
     ]
+
+
+def _embedded_table(n: int):
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "images": datasets.List(datasets.Image()),
+            "image": datasets.Image(),
+            "big": datasets.LargeList(datasets.Image()),
+        }
+    )
+    rows = {"id": [], "images": [], "image": [], "big": []}
+    for i in range(n):
+        value = {"bytes": bytes([i % 256]) * (i + 1), "path": f"coco/train2017/{i:012d}.jpg"}
+        rows["id"].append(str(i))
+        rows["images"].append([] if i % 3 == 0 else [value] * (1 + i % 2))
+        rows["image"].append(None if i % 5 == 0 else dict(value, path=None if i % 7 == 0 else value["path"]))
+        rows["big"].append([value])
+    return pa.Table.from_pydict(rows, schema=features.arrow_schema), features
+
+
+@pytest.mark.parametrize("start, stop", [(0, 40), (7, 31)])
+def test_hub_table_equals_embed_table_storage_without_copying_the_bytes(start, stop):
+    table, features = _embedded_table(40)
+    shard = table.slice(start, stop - start)  # a contiguous shard, as write_parquet_shards cuts them
+    fast = hub_table(shard, features)
+    assert fast.to_pylist() == embed_table_storage(shard).to_pylist()
+    assert fast.schema == shard.schema
+    assert fast.column("images").chunk(0).values.field("bytes").buffers()[2].address == (
+        shard.column("images").chunk(0).values.field("bytes").buffers()[2].address
+    )  # the image bytes are shared, not copied
+    assert fast.column("images")[1].as_py()[0]["path"] == f"{start + 1:012d}.jpg"
+
+
+def test_hub_table_reads_images_given_by_a_path_and_leaves_urls_to_datasets(tmp_path):
+    table, features = _embedded_table(10)
+    rows = table.to_pylist()
+    for i in (2, 4):  # referenced images, as the dataset scripts' builds give them
+        image = tmp_path / f"{i}.png"
+        image.write_bytes(bytes([i]) * 50)
+        rows[i]["images"] = [{"bytes": None, "path": str(image)}]
+        rows[i]["image"] = {"bytes": None, "path": str(image)}
+    referenced = pa.Table.from_pylist(rows, schema=table.schema)
+    assert hub_table(referenced, features).to_pylist() == embed_table_storage(referenced).to_pylist()
+    assert hub_table(referenced, features).column("image")[4].as_py() == {"bytes": bytes([4]) * 50, "path": "4.png"}
+    rows[3]["images"] = [{"bytes": None, "path": "https://example.com/x.jpg"}]
+    assert hub_table(pa.Table.from_pylist(rows, schema=table.schema), features) is None
+    rows[3]["images"] = [{"bytes": None, "path": str(tmp_path / "gone.png")}]
+    with pytest.raises(FileNotFoundError, match="gone.png"):  # as embed_table_storage: the staging stops
+        hub_table(pa.Table.from_pylist(rows, schema=table.schema), features)
+
+
+def test_shards_read_from_the_cache_files_match_dataset_shard(tmp_path):
+    # A dataset made of several Arrow cache files (as `num_proc` builds give), staged in more shards than files.
+    datasets.Dataset.from_dict(
+        _dataset(tmp_path, 23, text_only_every=4).to_dict(), features=BASE_FEATURES
+    ).save_to_disk(str(tmp_path / "saved"), num_shards=3)
+    saved = datasets.load_from_disk(str(tmp_path / "saved"))
+    assert len(saved.cache_files) == 3
+    paths = write_parquet_shards(saved, str(tmp_path / "out"), "train", max_shard_size=saved._estimate_nbytes() // 5)
+    assert len(paths) >= 5
+    sizes = [pq.read_metadata(path).num_rows for path in paths]
+    assert sizes == [len(saved.shard(num_shards=len(paths), index=i, contiguous=True)) for i in range(len(paths))]
+    written = pa.concat_tables([pq.read_table(path) for path in paths]).to_pylist()
+    assert written == embed_table_storage(saved.data.table).to_pylist()  # as push_to_hub stores them
+
+
+def test_shards_are_the_parquet_files_push_to_hub_writes(tmp_path):
+    ds = _dataset(tmp_path, 7, text_only_every=3)  # images given by their paths, as the scripts' builds give them
+    [ours] = write_parquet_shards(ds, str(tmp_path / "ours"), "train")
+    reference = str(tmp_path / "push_to_hub.parquet")  # push_to_hub's own steps for one shard
+    ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True).to_parquet(reference)
+    a, b = pq.ParquetFile(ours), pq.ParquetFile(reference)
+    assert a.read().equals(b.read()) and a.schema_arrow.metadata == b.schema_arrow.metadata
+    assert a.metadata.metadata == b.metadata.metadata  # key-value metadata, content-defined chunking included
+    chunks = [(c.path_in_schema, c.compression, c.encodings) for c in map(a.metadata.row_group(0).column, range(7))]
+    assert chunks == [
+        (c.path_in_schema, c.compression, c.encodings) for c in map(b.metadata.row_group(0).column, range(7))
+    ]
+
+
+def test_num_proc_writes_the_same_shards(tmp_path):
+    datasets.Dataset.from_dict(_dataset(tmp_path, 17).to_dict(), features=BASE_FEATURES).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    saved = datasets.load_from_disk(str(tmp_path / "saved"))
+    size = saved._estimate_nbytes() // 4
+    one = write_parquet_shards(saved, str(tmp_path / "one"), "train", max_shard_size=size)
+    two = write_parquet_shards(saved, str(tmp_path / "two"), "train", max_shard_size=size, num_proc=2)
+    assert [os.path.basename(p) for p in one] == [os.path.basename(p) for p in two] and len(one) >= 4
+    assert all(pq.read_table(a).equals(pq.read_table(b)) for a, b in zip(one, two))

@@ -13,6 +13,7 @@ import os
 
 import PIL.Image
 
+from hub_llava.data.image_structure import complete_format
 from hub_llava.data.llava_format import RejectedRecord
 
 MISSING_POLICIES = ("error", "skip")
@@ -36,13 +37,29 @@ class MissingImagesError(ValueError):
     """Raised after a build pass under the `"error"` policy: how many records have a missing image, and the first
     missing files. (Not an `OSError`: `datasets` would rewrap it as "Cannot find data file".)"""
 
-    def __init__(self, image_root: str, count: int, examples: list[str], what: str = ""):
+    def __init__(
+        self,
+        image_root: str,
+        count: int,
+        examples: list[str],
+        what: str = "",
+        folders: dict[str, int] | None = None,
+        note: str = "",
+    ):
         self.image_root, self.count, self.examples = image_root, count, examples
+        self.folders = dict(folders or {})
         shown = "\n".join(f"  {path}" for path in examples)
+        # Where they are tells at once whether they are a known gap (e.g. OCR-VQA's lost images) or a wrong root.
+        by_folder = sorted(self.folders.items(), key=lambda item: (-item[1], item[0]))
+        where = ", ".join(f"{folder or '.'} {n:,}" for folder, n in by_folder[:5])
+        where += f", ... ({len(by_folder) - 5} more folders)" if len(by_folder) > 5 else ""
         super().__init__(
             f"{what + ': ' if what else ''}{count} record(s) have a missing image under the image root {image_root}; "
-            f"first missing file(s):\n{shown}\nFetch the missing images, or pass `missing_images='skip'` "
-            f"(`--missing_images skip`) to write those records to the rejects instead."
+            f"first missing file(s):\n{shown}\n"
+            + (f"missing per folder: {where}\n" if by_folder else "")
+            + (f"{note}\n" if note else "")
+            + "Fetch the missing images, or pass `missing_images='skip'` (`--missing_images skip`) to write those "
+            "records to the rejects instead."
         )
 
 
@@ -63,12 +80,18 @@ def check_missing_policy(policy: str) -> str:
 def verify_image_bytes(data: bytes) -> str:
     """Checks that `data` is a whole, decodable image; returns its format (`"JPEG"`, `"PNG"`, ...).
 
-    `PIL.Image.verify` checks the header and chunk structure only (a truncated JPEG passes it), so the image is also
-    decoded, at reduced scale for JPEGs (`draft`), which still reads the whole stream.
+    A JPEG whose marker structure proves it whole (`image_structure.complete_format`: every segment well-formed as
+    libjpeg checks it and in place, up to EOI) is accepted without decoding (~0.1 ms instead of ~2 ms for a 640x480
+    JPEG). Anything else is opened by PIL and `PIL.Image.verify` checks its header. That does not see truncation (a
+    truncated JPEG passes it), so the image is also decoded, at reduced scale for JPEGs (`draft`), which still reads
+    the whole stream.
 
     Raises:
         `RejectedRecord`: with the reason `corrupt image: <PIL's message>`.
     """
+    image_format = complete_format(data)
+    if image_format is not None:
+        return image_format  # its structure proves it whole: opening or decoding it would tell nothing more
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.verify()

@@ -4,6 +4,10 @@ Pure functions, no I/O. LLaVA-1.5's `preprocess` drops a first turn that is not 
 to alternate, and rebuilds the turn holding `<image>` as "<image>\\n" + stripped text. Our rows keep the text without
 the placeholder (TRL puts the image before the first user text, which is exactly where LLaVA-1.5 records hold it),
 so a record whose placeholder is elsewhere, doubled or missing is rejected rather than silently moved.
+
+Stage-1 (pretraining) records go through `plain_row`: LLaVA's `preprocess_plain` asserts that a record is exactly one
+round (an instruction holding `<image>`, then a caption) and replaces the instruction by the image alone, so anything
+else is rejected with that reason before the general rules run.
 """
 
 IMAGE_TOKEN = "<image>"
@@ -127,6 +131,33 @@ def llava_row(record, source: str) -> dict:
         raise RejectedRecord(f"image is not a relative path: {image!r}")
     messages = llava_messages(record.get("conversations"), has_image=image is not None)
     return {"id": rid, "messages": messages, "image_paths": [image] if image else [], "source": source}
+
+
+def plain_row(record, source: str) -> dict:
+    """Converts one stage-1 (pretraining, `plain` template) record, as `llava_row` does, after LLaVA's
+    `preprocess_plain` checks: exactly one round (an instruction with `<image>` before or after it, then a caption)
+    and an image.
+
+    Raises:
+        `RejectedRecord`: `more than one round: N turns ...`, `no <image> placeholder in the instruction`, `no image`,
+        or any reason of `llava_row`.
+    """
+    conversations = record.get("conversations") if isinstance(record, dict) else None
+    if isinstance(conversations, list) and conversations:
+        if len(conversations) > 2:
+            raise RejectedRecord(
+                f"more than one round: {len(conversations)} turns, where a stage-1 record is one instruction and "
+                "one caption (LLaVA's preprocess_plain)"
+            )
+        first = conversations[0]
+        if isinstance(first, dict) and isinstance(first.get("value"), str) and IMAGE_TOKEN not in first["value"]:
+            raise RejectedRecord(
+                f"no {IMAGE_TOKEN} placeholder in the instruction: a stage-1 record captions an image "
+                "(LLaVA's preprocess_plain)"
+            )
+    if isinstance(record, dict) and record.get("image") is None:
+        raise RejectedRecord("no image: a stage-1 record captions an image (LLaVA's preprocess_plain)")
+    return llava_row(record, source)
 
 
 def image_collection(image_path: str | None) -> str:

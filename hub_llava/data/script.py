@@ -1,7 +1,8 @@
 """What every dataset script shares: the command-line flags, and build -> stage -> report -> (push) with clear errors.
 
 A script (`dataset_scripts/<name>.py`) supplies only its own flags, how to find its configs in the raw folder and how
-to build one config; `run` does the rest the same way for every release.
+to build one config; `run` does the rest the same way for every release. Builds reference the image files
+(`builder_image_options`) and staging embeds them as it writes the Parquet shards: every image byte is written once.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+import pyarrow.compute as pc
 from datasets.utils.tqdm import disable_progress_bars
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
@@ -25,9 +27,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_repo_id: str, 
     parser.add_argument("--raw_dir", required=True, help="Folder holding the release files.")
     parser.add_argument("--image_root", required=True, help="Folder holding the image roots (coco/, vg/, ...).")
     parser.add_argument("--output_dir", required=True, help="Receives repo/, rejects.jsonl and build_report.json.")
-    parser.add_argument("--num_proc", type=int, default=None, help="Processes for preparation (byte-range shards).")
+    parser.add_argument(
+        "--num_proc",
+        type=int,
+        default=None,
+        help="Processes for preparation (byte-range shards) and for writing the Parquet shards.",
+    )
     parser.add_argument("--configs", nargs="+", choices=configs, help="Configs to build (default: all found).")
-    parser.add_argument("--no_embed_images", action="store_true", help="Reference image files instead of embedding.")
+    parser.add_argument(
+        "--no_verify_images",
+        "--no_embed_images",  # its former name
+        dest="no_verify_images",
+        action="store_true",
+        help="Do not check that every image is whole (faster). The staged repo embeds the images either way.",
+    )
     parser.add_argument("--missing_images", choices=MISSING_POLICIES, default="error")
     parser.add_argument("--max_shard_size", default="500MB", help="Maximum size of a parquet shard.")
     parser.add_argument("--push_to_hub", action="store_true", help="Push O/repo with hub_llava.hub.push_dataset.")
@@ -38,6 +51,39 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_repo_id: str, 
     parser.add_argument(
         "--dry_run", action="store_true", help="With --push_to_hub: run the push checks, push nothing."
     )
+
+
+def builder_image_options(args: argparse.Namespace) -> dict:
+    """The builder's image options for a script's build: images referenced (staging reads and embeds them; embedding
+    here too would write every image twice, once into the builder's cache), checked unless `--no_verify_images`."""
+    return {"embed_images": False, "verify_images": not args.no_verify_images, "missing_images": args.missing_images}
+
+
+def configs_present(raw_dir: str, requested: list[str] | None, config_files: dict[str, tuple[str, ...]]) -> list[str]:
+    """The configs to build: the requested ones (all their files must be in `raw_dir`), or every config whose files
+    are there, in `config_files` order.
+
+    Raises:
+        `FileNotFoundError`: naming the missing files of a requested config, or what was looked for.
+    """
+    present = set(os.listdir(raw_dir)) if os.path.isdir(raw_dir) else set()
+    if requested:
+        for name in requested:
+            missing = [file for file in config_files[name] if file not in present]
+            if missing:
+                raise FileNotFoundError(f"config {name} needs {', '.join(missing)} in {os.path.abspath(raw_dir)}")
+        return requested
+    found = [name for name, files in config_files.items() if all(file in present for file in files)]
+    if not found:
+        expected = sorted({file for files in config_files.values() for file in files})
+        raise FileNotFoundError(f"no release file in {os.path.abspath(raw_dir)}; expected any of {expected}")
+    return found
+
+
+def source_counts(dataset) -> dict[str, int]:
+    """Rows per `source` value, largest first (read from the Arrow column; no row is decoded)."""
+    counts = pc.value_counts(dataset.data.column("source")).to_pylist()
+    return dict(sorted(((c["values"], c["counts"]) for c in counts), key=lambda item: (-item[1], item[0])))
 
 
 def count_line(name: str, counts) -> str:
@@ -85,6 +131,7 @@ def run(
                 card_data=card_data,
                 command=shlex.join(["python", script, *argv]),
                 max_shard_size=args.max_shard_size,
+                num_proc=args.num_proc,
             )
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)

@@ -11,9 +11,12 @@ output_dir/
   build_report.json                       # per config: read = written + rejected, reasons; command, version
 ```
 
-The shards are written the way `datasets.Dataset.push_to_hub` writes them (its public pieces: `embed_table_storage`
-embeds image bytes and cuts the stored path to its basename, `Dataset.to_parquet`, `MetadataConfigs` and
-`DatasetInfosDict` for the YAML), so `load_dataset(<repo>, <config>)` reads the staged folder exactly as the pushed repo.
+The shards are the ones `datasets.Dataset.push_to_hub` writes (its shard count and row-group size, image bytes
+embedded and stored paths cut to their basename as `embed_table_storage` does, `datasets`' own Parquet writer;
+`MetadataConfigs` and `DatasetInfosDict` for the YAML), so `load_dataset(<repo>, <config>)` reads the staged folder
+exactly as the pushed repo. Images are embedded while each shard is written, batch by batch (`hub_table`): a build
+only needs to reference them, and every image byte is written once (`tests/test_staging.py` checks the files against
+`push_to_hub`'s own steps).
 Everything is written into a temporary folder inside `output_dir` and moved into place at the end: an interrupted run
 never leaves something that looks finished.
 """
@@ -21,6 +24,8 @@ never leaves something that looks finished.
 import datetime
 import json
 import logging
+import mmap
+import multiprocessing
 import os
 import shutil
 import sys
@@ -28,9 +33,16 @@ import tempfile
 from dataclasses import dataclass, field
 
 import datasets
-from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import (
+    ParquetWriter,
+    get_writer_batch_size_from_data_size,
+    get_writer_batch_size_from_features,
+)
 from datasets.features.features import require_decoding
-from datasets.table import embed_table_storage
+from datasets.table import InMemoryTable, embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -83,8 +95,162 @@ def command_line() -> str:
     return " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else "python"
 
 
-def write_parquet_shards(dataset: datasets.Dataset, folder: str, split: str, max_shard_size="500MB") -> list[str]:
+def _is_local(path: str | None) -> bool:
+    return path is not None and "://" not in path and "::" not in path
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _read_files(paths: list[str]) -> pa.Array:
+    """The files' bytes as one binary array, read straight into one Arrow buffer (no Python `bytes` per image: their
+    allocations fragmented the heap, and RSS grew by ~40 MB per thousand images)."""
+    sizes = [os.path.getsize(path) for path in paths]
+    offsets = np.zeros(len(paths) + 1, dtype=np.int32 if sum(sizes) < 2**31 else np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = pa.allocate_buffer(int(offsets[-1]))
+    view = memoryview(data).cast("B")
+    for path, start, size in zip(paths, offsets[:-1].tolist(), sizes):
+        with open(path, "rb") as f:
+            if f.readinto(view[start : start + size]) != size:
+                raise OSError(f"{path} changed size while it was read")
+    kind = pa.binary() if offsets.dtype == np.int32 else pa.large_binary()
+    return pa.Array.from_buffers(kind, len(paths), [None, pa.py_buffer(offsets), data]).cast(pa.binary())
+
+
+def _hub_image_structs(storage: pa.StructArray) -> pa.StructArray | None:
+    """Image structs as `push_to_hub` stores them: the bytes (kept, sharing their buffer, or read from the local file
+    of an image given by its path) and the path cut to its basename (`os.path.basename`'s rule). `None` for an image
+    whose path is a URL (left to `datasets`)."""
+    data, path = storage.field("bytes"), storage.field("path")
+    missing = pc.and_(storage.is_valid(), data.is_null())
+    if pc.any(missing).as_py():
+        paths, needs = path.to_pylist(), missing.to_pylist()
+        if not all(_is_local(p) for p, need in zip(paths, needs) if need):
+            return None
+        if all(needs):  # every image given by its path (the scripts' builds): read into Arrow memory at once
+            data = _read_files(paths)
+        else:
+            stored = data.to_pylist()
+            data = pa.array([_read(p) if need else b for b, p, need in zip(stored, paths, needs)], pa.binary())
+    names = [field.name for field in storage.type]
+    children = [data if name == "bytes" else pc.replace_substring_regex(path, "^.*/", "") for name in names]
+    return pa.StructArray.from_arrays(children, names=names, mask=storage.is_null() if storage.null_count else None)
+
+
+def _hub_column(chunk: pa.Array, feature) -> pa.Array | None:
+    if isinstance(feature, datasets.Image):
+        return _hub_image_structs(chunk)
+    # A list of images: the slice of the child its offsets span (a shard is a slice of the table), re-based at 0.
+    offsets = chunk.offsets
+    first = offsets[0].as_py()
+    images = _hub_image_structs(chunk.values.slice(first, offsets[-1].as_py() - first))
+    if images is None:
+        return None
+    list_type = pa.LargeListArray if isinstance(feature, datasets.LargeList) else pa.ListArray
+    offsets = pc.subtract(offsets, pa.scalar(first, offsets.type))
+    return list_type.from_arrays(offsets, images, mask=chunk.is_null() if chunk.null_count else None)
+
+
+def hub_table(table: pa.Table, features: datasets.Features) -> pa.Table | None:
+    """`table` as `embed_table_storage` makes it (what `push_to_hub` uploads), for tables whose images are columns of
+    `Image` or a list of `Image`: bytes kept without a copy, or read once from the local files, and paths cut to
+    their basename. `embed_table_storage` turns every image into Python objects to do the same (~3 s per GB here).
+    `None` when it does not apply (another nesting, a URL).
+    """
+    columns = []
+    for name, feature in features.items():
+        column = table.column(name)
+        if not require_decoding(feature, ignore_decode_attribute=True):
+            columns.append(column)
+            continue
+        is_list = isinstance(feature, datasets.List | datasets.LargeList) and isinstance(
+            feature.feature, datasets.Image
+        )
+        if not (isinstance(feature, datasets.Image) or is_list):
+            return None
+        chunks = [_hub_column(chunk, feature) for chunk in column.chunks]
+        if any(chunk is None for chunk in chunks):
+            return None
+        columns.append(pa.chunked_array(chunks, type=column.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _contiguous_shards(dataset: datasets.Dataset, num_shards: int):
+    """`dataset.shard(num_shards, index, contiguous=True)` for each index, in order.
+
+    A dataset that is exactly its Arrow cache files (a builder's `as_dataset()`) is read from its own memory map of
+    them (no copy), whose pages are dropped after each shard: through the map `dataset` holds, every page read stays
+    resident and the process's RSS grows to the whole file (8 GB for 100K embedded images); copying shards into
+    memory instead left two shards' worth in Arrow's allocator.
+    """
+    if dataset._indices is not None or not dataset.cache_files:
+        for index in range(num_shards):
+            yield dataset.shard(num_shards=num_shards, index=index, contiguous=True)
+        return
+    mappings = []
+
+    def batches():
+        for cache_file in dataset.cache_files:
+            with open(cache_file["filename"], "rb") as f:
+                mappings.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            yield from pa.ipc.open_stream(pa.py_buffer(mappings[-1]))
+
+    stream, pending, n = batches(), None, len(dataset)
+    for index in range(num_shards):
+        need, parts = n // num_shards + (index < n % num_shards), []  # the sizes `Dataset.shard` gives
+        while need:
+            batch = pending if pending is not None else next(stream)
+            pending = batch.slice(need) if len(batch) > need else None
+            parts.append(batch.slice(0, need) if pending is not None else batch)
+            need -= len(parts[-1])
+        table = InMemoryTable(pa.Table.from_batches(parts, schema=dataset.data.schema))
+        del parts
+        yield datasets.Dataset(table, info=dataset.info, fingerprint=f"{dataset._fingerprint}-shard{index}")
+        del table
+        for mapping in mappings:  # clean file pages: dropped now, read again from the file if touched again
+            mapping.madvise(mmap.MADV_DONTNEED)
+    if pending is not None or next(stream, None) is not None:
+        raise RuntimeError("the dataset has more rows in its cache files than it reports")
+
+
+def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
+    """Writes one shard with `datasets`' own Parquet writer, one batch at a time, images embedded (`hub_table`)."""
+    features = shard.features
+    embed = any(require_decoding(feature, ignore_decode_attribute=True) for feature in features.values())
+    writer = ParquetWriter(path=path, features=features, writer_batch_size=batch_size)
+    try:
+        for batch in shard.with_format("arrow").iter(batch_size):
+            # One chunk per column before the bytes are read (cheap while images are paths): the writer would combine
+            # the chunks of the embedded table, a second copy of every image.
+            batch = batch.combine_chunks()
+            table = hub_table(batch, features) if embed else batch
+            writer.write_table(table if table is not None else embed_table_storage(batch))
+        writer.finalize()
+    finally:
+        writer.close()
+    return path
+
+
+def _write_shard_of(dataset: datasets.Dataset, num_shards: int, index: int, path: str, batch_size: int) -> str:
+    return _write_shard(dataset.shard(num_shards=num_shards, index=index, contiguous=True), path, batch_size)
+
+
+def write_parquet_shards(
+    dataset: datasets.Dataset, folder: str, split: str, max_shard_size="500MB", num_proc: int | None = None
+) -> list[str]:
     """Writes `dataset` as `<folder>/<split>-XXXXX-of-YYYYY.parquet` with images embedded, like `push_to_hub`.
+
+    The shards, their sizes and their rows are `push_to_hub`'s (the same count from `_estimate_nbytes`, contiguous
+    shards, `embed_table_storage`'s result, `datasets`' own Parquet writer with its options), written one batch at a
+    time: images given by a path are read from their files as they are written, so a builder's output need not hold
+    the bytes (its Arrow cache would be a second copy of every image on disk), and memory stays at one batch.
+
+    Args:
+        num_proc (`int`, *optional*):
+            Processes writing shards in parallel (as `push_to_hub(num_proc=...)`); one by default.
 
     Returns:
         `list[str]`: the shard paths, in order.
@@ -95,18 +261,16 @@ def write_parquet_shards(dataset: datasets.Dataset, folder: str, split: str, max
     batch_size = get_writer_batch_size_from_features(dataset.features) or get_writer_batch_size_from_data_size(
         len(dataset), num_bytes
     )
-    embed = any(require_decoding(feature, ignore_decode_attribute=True) for feature in dataset.features.values())
     os.makedirs(folder, exist_ok=True)
-    paths = []
-    for index in range(num_shards):
-        shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
-        if embed:
-            shard = shard.with_format("arrow").map(
-                embed_table_storage, batched=True, batch_size=batch_size, keep_in_memory=True
-            )
-        path = os.path.join(folder, f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
-        shard.to_parquet(path, batch_size=batch_size)
-        paths.append(path)
+    paths = [os.path.join(folder, f"{split}-{index:05d}-of-{num_shards:05d}.parquet") for index in range(num_shards)]
+    if num_proc and num_proc > 1 and num_shards > 1:
+        jobs = [(dataset, num_shards, index, path, batch_size) for index, path in enumerate(paths)]
+        with multiprocessing.Pool(min(num_proc, num_shards)) as pool:
+            pool.starmap(_write_shard_of, jobs)
+        return paths
+    for shard, path in zip(_contiguous_shards(dataset, num_shards), paths):
+        _write_shard(shard, path, batch_size)
+        del shard  # before the next shard is read
     return paths
 
 
@@ -169,6 +333,7 @@ def stage_repo(
     card_data: dict,
     command: str | None = None,
     max_shard_size: str | int = "500MB",
+    num_proc: int | None = None,
 ) -> str:
     """Stages built configs as a Hub dataset repo folder, with the rejects and the build report beside it.
 
@@ -186,6 +351,8 @@ def stage_repo(
             `task_categories`, `tags`, ...).
         command (`str`, *optional*):
             The command that built the data, for the card and the report. Defaults to this process's command line.
+        num_proc (`int`, *optional*):
+            Processes writing the Parquet shards of a split in parallel.
 
     Returns:
         `str`: the path of the staged repo folder (`output_dir/repo`).
@@ -206,7 +373,7 @@ def stage_repo(
     work = tempfile.mkdtemp(prefix=".staging-", dir=output_dir)
     try:
         repo = os.path.join(work, REPO_DIR)
-        sizes = {config.name: _write_config(config, repo, max_shard_size) for config in configs}
+        sizes = {config.name: _write_config(config, repo, max_shard_size, num_proc) for config in configs}
         body = _card_body(configs, card_template, card_context, report)
         DatasetCard(f"---\n{_card_yaml(configs, sizes, card_data)}\n---\n\n{body}").save(
             os.path.join(repo, "README.md")
@@ -220,11 +387,11 @@ def stage_repo(
     return os.path.join(output_dir, REPO_DIR)
 
 
-def _write_config(config: BuiltConfig, repo: str, max_shard_size) -> dict[str, int]:
+def _write_config(config: BuiltConfig, repo: str, max_shard_size, num_proc: int | None = None) -> dict[str, int]:
     """Writes a config's splits as parquet shards; returns the bytes written per split."""
     sizes = {}
     for split, ds in config.splits.items():
-        paths = write_parquet_shards(ds, os.path.join(repo, config.name), split, max_shard_size)
+        paths = write_parquet_shards(ds, os.path.join(repo, config.name), split, max_shard_size, num_proc)
         sizes[split] = sum(os.path.getsize(path) for path in paths)
         logger.info("staged %s/%s: %d rows in %d shard(s)", config.name, split, len(ds), len(paths))
     return sizes

@@ -66,6 +66,10 @@ class LlavaReleaseConfig(datasets.BuilderConfig):
             The `source` of each file's records; `None` means the record's image collection (`coco`, ..., `text`).
         image_root (`str`):
             The folder holding the image roots (`coco/train2017/...`, `gqa/images/...`). Required.
+        image_folder (`str`, *optional*, defaults to `""`):
+            A folder under `image_root` that the release's image paths are relative to (LLaVA's `--image_folder`:
+            `coco/train2017` for `llava_instruct_150k.json`, whose paths are bare file names). Rows store the path
+            relative to `image_root`.
         embed_images (`bool`, *optional*, defaults to `True`):
             Embed image bytes (for the Hub) or only reference the files (for local training).
         missing_images (`str`, *optional*, defaults to `"error"`):
@@ -84,6 +88,7 @@ class LlavaReleaseConfig(datasets.BuilderConfig):
     files: tuple[str, ...] = ()
     sources: tuple[str | None, ...] = ()
     image_root: str | None = None
+    image_folder: str = ""
     embed_images: bool = True
     missing_images: str = "error"
     verify_images: bool | None = None
@@ -96,14 +101,12 @@ def _is_record(candidate) -> bool:
     return isinstance(candidate, dict) and "conversations" in candidate
 
 
-def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
-
-
 class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
     """Builds rows of the shared schema from LLaVA-format release files (see the module docstring)."""
 
     BUILDER_CONFIG_CLASS = LlavaReleaseConfig
+    # A sentence added to the missing-images error (a release whose images are known to be partly unobtainable).
+    MISSING_IMAGES_NOTE = ""
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(description=self.config.description or "", features=BASE_FEATURES)
@@ -163,7 +166,7 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
     def _shard_tables(
         self, shard: dict, part: str, resolver: ImageResolver, batch_size: int, schema: pa.Schema, split: str = "train"
     ):
-        counts, missing, n_missing = Counts(), [], 0
+        counts, missing, missing_folders = Counts(), [], Counter()
         rows = []
         # The garbage collector is paused while this loop reads and converts records (trees of dicts and lists: no
         # cycles), and runs as usual while `datasets` writes each table (measured in BENCHMARKS.md).
@@ -180,14 +183,14 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
                     except RejectedRecord as err:
                         rejects.write(shard["path"], self._record_id(record), str(err), record)
                         if isinstance(err, MissingImage):
-                            n_missing += 1
+                            missing_folders[os.path.dirname(err.path)] += 1
                             if len(missing) < MISSING_EXAMPLES and err.path not in missing:
                                 missing.append(err.path)
                         continue
                     rows.append(row)
                     if len(rows) >= batch_size:
                         counts.written += len(rows)
-                        table = _table(rows, schema)
+                        table = self._table(rows, schema)
                         rows = []  # freed before the collector runs again
                         if collect:
                             gc.enable()
@@ -200,8 +203,14 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
                     gc.enable()
             if rows:
                 counts.written += len(rows)
-                yield _table(rows, schema)
-        summary = {"read": counts.read, "written": counts.written, "missing": n_missing, "missing_examples": missing}
+                yield self._table(rows, schema)
+        summary = {
+            "read": counts.read,
+            "written": counts.written,
+            "missing": sum(missing_folders.values()),
+            "missing_examples": missing,
+            "missing_folders": missing_folders,
+        }
         with open(part + ".json", "w", encoding="utf-8") as f:
             json.dump(summary, f)
 
@@ -209,25 +218,41 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
         if source is None:
             image = record.get("image") if isinstance(record, dict) else None
             source = image_collection(image if isinstance(image, str) else None)
-        row = llava_row(record, source)
+        row = self._row(record, source)
+        if self.config.image_folder and row["image_paths"]:
+            row["image_paths"] = [f"{self.config.image_folder}/{path}" for path in row["image_paths"]]
         row["images"] = list(map(resolver, row["image_paths"]))
         return row
+
+    def _row(self, record, source: str) -> dict:
+        """One record as a row without its images, by LLaVA's rules (a release with other rules overrides this)."""
+        return llava_row(record, source)
+
+    def _table(self, rows: list[dict], schema: pa.Schema) -> pa.Table:
+        """A batch of rows as an Arrow table (a release with columns from elsewhere adds them here)."""
+        return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
 
     def _prepare_split(self, split_generator, **kwargs):
         super()._prepare_split(split_generator, **kwargs)
         split = split_generator.gen_kwargs["split"]
         parts = sorted(glob.glob(os.path.join(self._parts_dir(), f"{split}-*.json")))
-        counts, n_missing, examples = Counts(), 0, []
+        counts, folders, examples = Counts(), Counter(), []
         for path in parts:
             with open(path, encoding="utf-8") as f:
                 part = json.load(f)
             counts.read += part["read"]
             counts.written += part["written"]
-            n_missing += part["missing"]
+            folders.update(part["missing_folders"])
             examples += [path for path in part["missing_examples"] if path not in examples]
-        if n_missing and self.config.missing_images == "error":
-            root = os.path.abspath(self.config.image_root)
-            raise MissingImagesError(root, n_missing, examples[:MISSING_EXAMPLES], what=f"config {self.config.name}")
+        if folders and self.config.missing_images == "error":
+            raise MissingImagesError(
+                os.path.abspath(self.config.image_root),
+                sum(folders.values()),
+                examples[:MISSING_EXAMPLES],
+                what=f"config {self.config.name}",
+                folders=folders,
+                note=self.MISSING_IMAGES_NOTE,
+            )
         rejects = os.path.join(self._parts_dir(), f"{split}.jsonl")
         counts.rejected = merge_rejects(os.path.join(self._parts_dir(), f"{split}-*.jsonl"), rejects)
         if counts.written != split_generator.split_info.num_examples:

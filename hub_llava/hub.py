@@ -24,9 +24,11 @@ The token comes from `token=`, `HF_TOKEN` or `hf auth login` (`huggingface_hub.g
 
 import logging
 import shutil
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx2
 import yaml
@@ -41,6 +43,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+from hub_llava.errors import UserError
 from hub_llava.hub_checks import (
     HubCheckError,
     check_card,
@@ -70,7 +73,7 @@ MODEL_EXCLUDE = [
 DATASET_EXCLUDE = [".ipynb_checkpoints/*", "*.lock"]
 
 
-class PushError(RuntimeError):
+class PushError(UserError, RuntimeError):
     """Raised when the Hub refuses a push; the message says why and what to do."""
 
 
@@ -189,6 +192,7 @@ def push_results(
     token: str | None = None,
     dry_run: bool = False,
     commit_message: str | None = None,
+    allow_partial: bool = False,
     eval_results: list[EvalResult] | None = None,
     eval_result_entries: dict[str, list[EvalResultEntry]] | None = None,
 ) -> Push:
@@ -212,6 +216,9 @@ def push_results(
         private, revision, create_pr, token, dry_run, commit_message:
             As in [`push_dataset`]; `revision` applies to the model repo. A dry run reads the model's card from the
             Hub (unless `model_card` is given) but writes nothing, and its details dataset shows this run only.
+        allow_partial (`bool`, *optional*, defaults to `False`):
+            Publish benchmarks evaluated on part of their questions (`--limit`); they are refused otherwise, and
+            labelled "partial: N of M questions" in the model-index, `.eval_results/` and the details card.
         eval_results (`list[EvalResult]`, *optional*):
             The run's model-index entries; defaults to `hub_llava.eval.results.to_eval_results(results)`,
             attributed to the details dataset.
@@ -224,12 +231,21 @@ def push_results(
     """
     results = load_results(results_json)
     check_repo_id(repo_id)
+    from hub_llava.eval.results import partial_results
+
+    partial = partial_results(results)
+    if partial and not allow_partial:
+        listed = "; ".join(f"{key}: {label}" for key, label in partial.items())
+        raise HubCheckError(
+            f"{results_json} holds results that are not full evaluations ({listed}). Evaluate without --limit, or "
+            "pass --allow_partial to publish them labelled as partial."
+        )
     details_id = details_repo_id or default_details_repo_id(repo_id, results["model_name"])
     check_repo_id(details_id)
     staging = Path(staging_dir or Path(results_json).parent / "hub_staging")
     previous = None if dry_run else _previous_runs(details_id, staging / "previous", token)
     details_dir = stage_details(results_json, details_id, staging / "details", previous, model_repo_id=repo_id)
-    card = _current_card(repo_id, revision, model_card, token)
+    card = _current_card(repo_id, revision, model_card, token, dry_run)
     if eval_results is None or eval_result_entries is None:
         from hub_llava.eval import results as eval_results_module  # the eval stack, only when needed
 
@@ -272,9 +288,13 @@ def _previous_runs(details_id: str, folder: Path, token: str | None) -> Path | N
     return folder
 
 
-def _current_card(repo_id: str, revision: str | None, model_card, token: str | None) -> str:
+def _current_card(repo_id: str, revision: str | None, model_card, token: str | None, dry_run: bool = False) -> str:
     if model_card is not None:
         return Path(model_card).read_text(encoding="utf-8")
+    if dry_run and not hub_reachable():
+        # Offline, a dry run still shows what would be published, merged into a card with no other content.
+        logger.warning("The Hub is unreachable: the dry run merges the results into an empty card (use --model_card).")
+        return "---\n{}\n---\n"
     api = HfApi(token=token or get_token())
     try:
         with _hub_errors(repo_id, "model"):
@@ -346,6 +366,19 @@ def _publish(push, private, revision, create_pr, token, dry_run, message, delete
     push.url = data.pr_url or commit.pr_url or commit.commit_url
     logger.info("Pushed %d files to %s %s: %s", len(push.files), push.repo_type, push.repo_id, push.url)
     return push
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within `timeout` seconds (huggingface_hub itself retries a
+    failed connection for ~25 s before giving up)."""
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _resolve_token(token: str | None) -> str:

@@ -20,6 +20,7 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 
 import hub_llava
 from hub_llava.cards import render
+from hub_llava.eval.results import coverage
 from hub_llava.hub_checks import HubCheckError, split_card
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def _details_card(results: dict, repo_id: str, split: str, files: list[str], row
                 "metric": e["metric"],
                 "n": e["n"],
                 "rows": rows.get(key),
+                "coverage": coverage(e),
             }
             for key, e in results["results"].items()
         ],

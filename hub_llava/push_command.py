@@ -20,6 +20,7 @@ def add_parser(subparsers):
     results.add_argument("--details_repo_id", help="Details dataset repo; defaults to <namespace>/details_<model>.")
     results.add_argument("--model_card", help="Merge into this local README.md instead of the model repo's card.")
     results.add_argument("--staging_dir", help="Where to stage the repos; defaults to <results folder>/hub_staging.")
+    results.add_argument("--allow_partial", action="store_true", help="Publish --limit results, labelled as partial.")
     for sub in (dataset, model, results):
         sub.add_argument("repo_id", help="Target repo, '<namespace>/<name>' (the model repo for results).")
         sub.add_argument("--private", action="store_true", help="Create the repo(s) private.")
@@ -54,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
                 details_repo_id=args.details_repo_id,
                 model_card=args.model_card,
                 staging_dir=args.staging_dir,
+                allow_partial=args.allow_partial,
                 **common,
             )
     except (HubCheckError, hub.PushError) as err:

@@ -22,6 +22,7 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
+from hub_llava import errors
 from hub_llava.hub import push_model
 from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator
@@ -134,11 +135,15 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         )
 
 
-if __name__ == "__main__":
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    try:
-        script_args, training_args, model_args, mixture = parser.parse_args_and_config()
-    except ValueError as err:  # a setting the recipe cannot run with (e.g. launcher vs recipe precision)
-        sys.exit(f"error: {err}")
-    recipe = sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else None
+def cli(argv: list[str]) -> None:
+    # Flags must be spelled out: `--learning_rat 0.001` is refused (the same typo in the YAML is refused too).
+    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig), allow_abbrev=False)
+    script_args, training_args, model_args, mixture = parser.parse_args_and_config(argv)
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
     main(script_args, training_args, model_args, mixture, recipe)
+
+
+if __name__ == "__main__":
+    # A user error (a missing dataset, a setting the recipe cannot run with) ends in one `error:` line; `--debug` or
+    # HUB_LLAVA_DEBUG=1 shows the traceback.
+    sys.exit(errors.run(lambda: cli([a for a in sys.argv[1:] if a != "--debug"]), errors.debug_requested(sys.argv)))

@@ -50,3 +50,11 @@ def _judge_cache_in_tmp(tmp_path_factory, monkeypatch):
     # The judge cache defaults to ~/.cache/hub_llava: tests never read or fill the user's (a cached reply would make a
     # test that counts judge calls pass or fail by what ran before it).
     monkeypatch.setenv("HUB_LLAVA_CACHE", str(tmp_path_factory.mktemp("hub_llava_cache")))
+
+
+@pytest.fixture(autouse=True)
+def _tracebacks_in_process(monkeypatch):
+    # In-process calls of the CLI raise as a debug run does, so a test sees the exception itself; the one-line
+    # `error:` form of each entry point is tested with subprocesses started without this variable
+    # (tests/test_errors.py).
+    monkeypatch.setenv("HUB_LLAVA_DEBUG", "1")

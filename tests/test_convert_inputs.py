@@ -60,7 +60,7 @@ def test_clip_and_peft_keys():
 
 
 def test_unknown_weight_is_named():
-    with pytest.raises(KeyError, match="model.vision_resampler.query"):
+    with pytest.raises(ValueError, match="model.vision_resampler.query"):
         keymap.map_key("model.vision_resampler.query")
 
 
@@ -409,3 +409,19 @@ def test_dtype_defaults_to_the_source_checkpoints(tmp_path, clip_dir):
     assert source_dtype({}) == "float16" and source_dtype({"dtype": "bfloat16"}) == "bfloat16"
     with pytest.raises(ValueError, match="torch_dtype 'int8'"):
         source_dtype({"torch_dtype": "int8"})
+
+
+def test_a_checkpoint_that_is_not_an_original_llava_one_is_named_as_such(tmp_path, clip_dir):
+    """A transformers Llava folder (a hub-llava output) or a plain Llama: said so, not "mm_projector_type 'linear'"."""
+    from hub_llava.testing import tiny_llava, tiny_tokenizer
+
+    hf_llava = tmp_path / "hf_llava"
+    tiny_llava(tiny_tokenizer()).save_pretrained(hf_llava)
+    with pytest.raises(ValueError, match="already a transformers Llava checkpoint .* nothing to convert"):
+        convert_checkpoint(str(hf_llava), tmp_path / "out")
+    plain = tmp_path / "llama"
+    llm = syn.llm_config(400, HIDDEN)
+    syn.write_weights(plain, syn.llm_tensors(llm), fmt="safetensors")
+    llm.save_pretrained(plain)
+    with pytest.raises(ValueError, match=r"not an original LLaVA checkpoint \(architectures .*no mm_vision_tower"):
+        convert_checkpoint(str(plain), tmp_path / "out")

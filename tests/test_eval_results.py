@@ -10,9 +10,12 @@ RESULTS = {
     "model": "out/llava-tiny", "model_name": "llava-tiny", "hub_llava_version": "0.1.0.dev0",
     "date": "2026-11-21T23:59:00Z", "dtype": "float16", "generation": {"temperature": 0, "num_beams": 1},
     "results": {
-        "pope": {"score": 85.95, "metric": "f1", "name": "POPE", "n": 8910, "details": {}},
-        "mme": {"score": 1531.3, "metric": "perception", "name": "MME-Perception", "n": 2374, "details": {}},
-        "my_bench": {"score": 12.5, "metric": "accuracy", "name": "My Bench", "n": 10, "details": {}},
+        "pope": {"score": 85.95, "metric": "f1", "name": "POPE", "n": 8910, "limit": None, "answered": 8910,
+                 "total": 8910, "details": {}},
+        "mme": {"score": 1531.3, "metric": "perception", "name": "MME-Perception", "n": 2374, "limit": None,
+                "answered": 2374, "total": 2374, "details": {}},
+        "my_bench": {"score": 12.5, "metric": "accuracy", "name": "My Bench", "n": 10, "limit": None, "answered": 10,
+                     "total": 10, "details": {}},
     },
 }  # fmt: skip
 

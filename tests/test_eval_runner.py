@@ -130,9 +130,73 @@ def test_runner_end_to_end_batching_and_resume(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_resume_refuses_another_model_with_the_same_folder_name(checkpoint, tmp_path):
+    """`a/tiny-llava-sft` and `b/tiny-llava-sft`: same name, other weights. An interrupted run of one must never be
+    completed with the other's answers (the answer files' model_id is the folder name for both)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    first, second = tmp_path / "a" / "tiny-llava-sft", tmp_path / "b" / "tiny-llava-sft"
+    shutil.copytree(checkpoint, first)
+    shutil.copytree(checkpoint, second)
+    weights = load_file(second / "model.safetensors")
+    save_file({k: v + 0.01 if "lm_head" in k else v for k, v in weights.items()}, second / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    _eval(first, tmp_path / "out", "pope", 4, "--limit", "6")
+    (tmp_path / "out" / "results.json").unlink()  # interrupted: half of POPE answered, results.json not written yet
+    with pytest.raises(ValueError, match="holds the answers of another run") as refused:
+        _eval(second, tmp_path / "out", "pope", 4)
+    message = str(refused.value)
+    assert f"{first.resolve()}" in message and f"{second.resolve()}" in message and "weights" in message
+    assert len(read_jsonl(tmp_path / "out" / "pope" / "answers.jsonl")) == 6  # nothing of the other model added
+    # The same folder retrained in place (same path, new weights) is another run too.
+    shutil.copy(second / "model.safetensors", first / "model.safetensors")
+    (tmp_path / "out" / "results.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match=r"weights: '[0-9a-f]+' there, '[0-9a-f]+' now"):
+        _eval(first, tmp_path / "out", "pope", 4)
+    # The same model, settings and questions: a longer run resumes the --limit one.
+    summary = _eval(second, tmp_path / "second", "pope", 4, "--limit", "6")
+    assert summary["results"]["pope"]["answered"] == 6 and summary["results"]["pope"]["total"] == 12
+    summary = _eval(second, tmp_path / "second", "pope", 4)
+    assert summary["results"]["pope"]["answered"] == 12 and summary["results"]["pope"]["limit"] is None
+
+
+@pytest.mark.slow
+def test_benchmark_files_are_checked_before_anything_is_answered(checkpoint, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLES, data)
+    (data / "MME" / "llava_mme.jsonl").unlink()  # the second benchmark's question file
+    with pytest.raises(FileNotFoundError, match="llava_mme.jsonl"):
+        main(["eval", "--model", str(checkpoint), "--benchmarks", "pope,mme", "--data_dir", str(data),
+              "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "2"])  # fmt: skip
+    assert not (tmp_path / "out" / "pope").exists()  # POPE was not answered first
+    shutil.copytree(SAMPLES / "MME", data / "MME", dirs_exist_ok=True)
+    next((data / "pope" / "val2014").glob("*.jpg")).unlink()
+    with pytest.raises(FileNotFoundError, match=r"pope: 6 of 12 questions refer to images that do not exist"):
+        main(["eval", "--model", str(checkpoint), "--benchmarks", "mme,pope", "--data_dir", str(data),
+              "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "2"])  # fmt: skip
+    assert not (tmp_path / "out" / "mme").exists()
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--batch_size"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_zero_or_negative_limit_and_batch_size_are_refused(checkpoint, tmp_path, flag, value, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(checkpoint), "--benchmarks", "pope", "--data_dir", str(SAMPLES),
+              "--output_dir", str(tmp_path), flag, value])  # fmt: skip
+    assert f"{flag}: must be at least 1, got {value}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_limit_scores_only_the_answered_questions(checkpoint, tmp_path):
     summary = _eval(checkpoint, tmp_path, "pope", 2, "--limit", "3", "--dtype", "bfloat16")
     assert summary["results"]["pope"]["n"] == 3
+    assert {k: summary["results"]["pope"][k] for k in ("limit", "answered", "total")} == {
+        "limit": 3, "answered": 3, "total": 12}  # fmt: skip
+    assert summary["limit"] == 3
     assert summary["results"]["pope"]["details"]["missing"] == 9
     assert len(read_jsonl(tmp_path / "pope" / "answers.jsonl")) == 3
     assert summary["dtype"] == "bfloat16"
@@ -179,3 +243,23 @@ def test_two_processes_shard_and_merge_in_question_order(checkpoint, tmp_path):
     two = read_jsonl(tmp_path / "two" / "pope" / "answers.jsonl")
     assert [(r["question_id"], r["text"]) for r in two] == [(r["question_id"], r["text"]) for r in one]
     assert json.loads((tmp_path / "two" / "results.json").read_text())["results"]["pope"]["n"] == 12
+
+
+def test_a_benchmark_part_that_was_not_evaluated_is_absent_not_zero(tmp_path):
+    """MME with every cognition task unanswered: MME-Cognition has no score (it used to be 0.0 and went into the
+    model-index); perception is still reported."""
+    from hub_llava.eval.results import to_eval_results
+    from hub_llava.eval.run import results_entries
+    from hub_llava.eval.score import score_file
+
+    questions = read_jsonl(SAMPLES / "MME" / "llava_mme.jsonl")
+    perception_only = [q for q in questions if not q["question_id"].startswith("code_reasoning")]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({**q, "prompt": q["text"], "text": "Yes"}) + "\n" for q in perception_only))
+    truth = SAMPLES / "MME" / "MME_Benchmark_release_version"
+    result, _ = score_file("mme", answers, ground_truth=truth, missing="skip")
+    assert result["details"]["cognition"] is None and result["score"] is not None
+    entries = results_entries(registry.load("mme"), result, answered=len(perception_only), total=len(questions))
+    assert set(entries) == {"mme"} and entries["mme"]["answered"] < entries["mme"]["total"]
+    model_index = to_eval_results({"results": entries})
+    assert [e.dataset_name for e in model_index] == ["MME-Perception"]

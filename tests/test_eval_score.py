@@ -80,8 +80,18 @@ def test_missing_answers_are_an_error_or_counted(tmp_path):
 def test_duplicate_and_unknown_ids_are_errors(tmp_path):
     with pytest.raises(ValueError, match="question id '3' is answered twice"):
         score_file("pope", _subset_answers(tmp_path, duplicate=3), **_pope_files())
-    with pytest.raises(ValueError, match=r"not in the ground truth \(e.g. \['99999999'\]\)"):
+    with pytest.raises(ValueError, match=r"ground truth does not know \(e.g. \['99999999'\]; its ids look like"):
         score_file("pope", _subset_answers(tmp_path, extra=99999999), **_pope_files())
+
+
+def test_another_benchmarks_answers_are_named_as_such_not_as_duplicates(tmp_path):
+    """MME's answer file (two questions per image share an id) scored as POPE: the ids do not look like POPE's, which
+    is what is wrong, rather than "answered twice"."""
+    mme_answers = tmp_path / "mme_answers.jsonl"
+    rows = [{"question_id": "code_reasoning/0020.png", "prompt": f"Q{i}", "text": "Yes"} for i in range(2)]
+    mme_answers.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(ValueError, match=r"2 of 2 answers have question ids .* \(e.g. \['code_reasoning/0020.png'"):
+        score_file("pope", mme_answers, **_pope_files())
 
 
 def test_pope_annotation_file_of_another_version_is_an_error(tmp_path):

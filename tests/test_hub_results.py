@@ -18,9 +18,11 @@ from hub_llava.model_card import PublishedResults, render_model_card
 DETAILS_REPO = "hub_llava/details_tiny-llava"
 
 
-def write_run(folder, date="2026-11-21T23:59:00Z", pope_prediction="Yes"):
+def write_run(folder, date="2026-11-21T23:59:00Z", pope_prediction="Yes", limit=None):
     """A results.json as `hub-llava eval` writes it (shared contract), with its per-sample rows beside it."""
     folder.mkdir(parents=True, exist_ok=True)
+    pope_coverage = {"limit": limit, "answered": limit or 3, "total": 3}
+    mme_coverage = {"limit": None, "answered": 2, "total": 2}
     results = {
         "model": "hub_llava/tiny-llava",
         "model_name": "tiny-llava",
@@ -33,11 +35,26 @@ def write_run(folder, date="2026-11-21T23:59:00Z", pope_prediction="Yes"):
                 "score": 66.67,
                 "metric": "f1",
                 "name": "POPE",
-                "n": 3,
+                "n": limit or 3,
+                **pope_coverage,
                 "details": {"adversarial": {"f1": 66.67}},
             },
-            "mme": {"score": 150.0, "metric": "perception", "name": "MME-Perception", "n": 2, "details": {}},
-            "mme_cognition": {"score": 50.0, "metric": "cognition", "name": "MME-Cognition", "n": 2, "details": {}},
+            "mme": {
+                "score": 150.0,
+                "metric": "perception",
+                "name": "MME-Perception",
+                "n": 2,
+                **mme_coverage,
+                "details": {},
+            },  # fmt: skip
+            "mme_cognition": {
+                "score": 50.0,
+                "metric": "cognition",
+                "name": "MME-Cognition",
+                "n": 2,
+                **mme_coverage,
+                "details": {},
+            },  # fmt: skip
         },
     }
     (folder / "results.json").write_text(json.dumps(results))
@@ -270,3 +287,33 @@ def test_push_results_with_the_eval_helpers_entries(hub, tmp_path):
     results = {r.metric_type: r for r in ModelCard.load(tree / "README.md").data.eval_results}
     assert results["f1"].metric_value == 66.67 and results["cognition_score"].metric_value == 50.0
     assert results["f1"].source_name == f"hub_llava evaluation ({DETAILS_REPO})"
+
+
+def test_partial_results_are_refused_unless_allowed_and_then_labelled(hub, tmp_path):
+    """`eval --limit 2` then `push results` published a POPE F1 from 2 of 12 questions as if complete: refused now,
+    and with --allow_partial labelled wherever the number goes."""
+    results_json = write_run(tmp_path / "eval", limit=2)
+    card = tmp_path / "README.md"
+    card.write_text(render_model_card("tiny-llava", base_model="hub_llava/tiny-base"))
+    with pytest.raises(HubCheckError, match=r"pope: partial: 2 of 3 questions \(--limit 2\).*--allow_partial"):
+        push_results(results_json, "hub_llava/tiny-llava", model_card=card, dry_run=True)
+    push = push_results(results_json, "hub_llava/tiny-llava", model_card=card, dry_run=True, allow_partial=True)
+    names = [r.metric_name for r in ModelCard(push.card).data.eval_results if r.dataset_type == "lmms-lab/POPE"]
+    assert names == ["POPE (hub_llava, partial: 2 of 3 questions (--limit 2))"]
+    notes = (push.folder / ".eval_results" / "pope.yaml").read_text()
+    assert "PARTIAL: 2 OF 3 QUESTIONS" in notes
+    details_card = (push.extra[0].folder / "README.md").read_text()
+    assert "66.67 (**partial: 2 of 3 questions (--limit 2)**)" in details_card
+    assert "MME-Perception | `mme` | 150.0 | perception" in details_card  # a full benchmark carries no label
+
+
+def test_results_without_recorded_coverage_are_not_published_as_full(hub, tmp_path):
+    results_json = write_run(tmp_path / "eval")
+    results = json.loads(results_json.read_text())
+    for entry in results["results"].values():
+        del entry["limit"], entry["answered"], entry["total"]  # a results.json from before coverage was recorded
+    results_json.write_text(json.dumps(results))
+    card = tmp_path / "README.md"
+    card.write_text(render_model_card("tiny-llava", base_model="hub_llava/tiny-base"))
+    with pytest.raises(HubCheckError, match="coverage not recorded"):
+        push_results(results_json, "hub_llava/tiny-llava", model_card=card, dry_run=True)

@@ -191,7 +191,7 @@ def test_render_sample_renders_a_gpu_recipe_on_this_cpu_machine(tiny_dir, tmp_pa
 
 def test_render_sample_cli_names_a_bad_index(tiny_dir, monkeypatch):
     monkeypatch.chdir(REPO)
-    with pytest.raises(SystemExit, match="--index 99 is out of range: the training split has 16 rows"):
+    with pytest.raises(ValueError, match="--index 99 is out of range: the training split has 16 rows"):
         cli.main(["render-sample", "--config", str(SMOKE), "--index", "99", "--model_name_or_path", tiny_dir])
 
 

@@ -169,13 +169,20 @@ def test_launcher_precision_must_agree_with_the_recipe(launcher, recipe, ok):
             check_mixed_precision(args, launcher)
 
 
-def test_recipe_stops_at_start_up_with_one_error_line_on_a_precision_mismatch(monkeypatch):
+def test_recipe_stops_at_start_up_with_one_error_line_on_a_precision_mismatch(monkeypatch, capsys):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` sets from zero3.yaml
+    monkeypatch.delenv("HUB_LLAVA_DEBUG")  # the user's view: one line, no traceback
     config = REPO / "recipes" / "tiny" / "sft" / "config_smoke.yaml"  # bf16: false
     monkeypatch.setattr(sys, "argv", ["recipes/sft.py", "--config", str(config)])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(REPO / "recipes" / "sft.py"), run_name="__main__")
-    assert exit_.value.code == (
-        "error: accelerate launch has mixed_precision=bf16 but the recipe has bf16=false, fp16=false: make them agree "
-        "(`accelerate launch --mixed_precision no`, or `--bf16 true --fp16 false` for the recipe)"
+    assert exit_.value.code == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: accelerate launch has mixed_precision=bf16 but the recipe has bf16=false, fp16=false: make them agree "
+            "(`accelerate launch --mixed_precision no`, or `--bf16 true --fp16 false` for the recipe)"
+        )
     )

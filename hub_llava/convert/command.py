@@ -39,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args) -> int:
     if args.push_to_hub and not args.repo_id:
-        raise SystemExit("--push_to_hub needs --repo_id.")
+        raise ValueError("--push_to_hub needs --repo_id.")
     from hub_llava.convert.converter import convert_checkpoint  # torch loads only when the command runs
 
     output_dir, report = convert_checkpoint(

@@ -50,7 +50,7 @@ def _original_files(
 def _assign(model, tensors: dict[str, torch.Tensor], origin: Path) -> None:
     result = model.load_state_dict(tensors, strict=False, assign=True)
     if result.unexpected_keys:
-        raise KeyError(f"{origin}: weights with no place in the model: {result.unexpected_keys[:5]}")
+        raise ValueError(f"{origin}: weights with no place in the model: {result.unexpected_keys[:5]}")
 
 
 def load_weights(model, checkpoint: source.OriginalCheckpoint, dtype: torch.dtype) -> None:
@@ -107,6 +107,7 @@ def convert_checkpoint(
     if base is None and published is not None and published.format == source.LORA:
         base = published.base_model
     checkpoint = source.open_checkpoint(src, base=base, token=token)
+    keymap.check_original(checkpoint.config, checkpoint.folder / "config.json")
     keymap.check_projector(checkpoint.config)
     dtype = dtype or source_dtype(checkpoint.config)
     if dtype not in DTYPES:

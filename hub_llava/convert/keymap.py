@@ -27,6 +27,23 @@ _CLIP_RULE = re.compile(r"^vision_model\.")
 _CLIP_VISION_ONLY = re.compile(r"^(embeddings|encoder|pre_layrnorm|post_layernorm)\.")
 
 
+def check_original(config: dict, path) -> None:
+    """Raises unless `config` is an original LLaVA config (a flat Llama config with `mm_*` keys), saying what it is
+    instead: a checkpoint already in the transformers layout, or a plain language model."""
+    architectures = config.get("architectures") or []
+    if "mm_vision_tower" in config or any(name.startswith("Llava") and "CausalLM" in name for name in architectures):
+        return
+    if "vision_config" in config or "LlavaForConditionalGeneration" in architectures:
+        raise ValueError(
+            f"{path} is already a transformers Llava checkpoint (architectures {architectures}), not an original "
+            "LLaVA one: it loads with LlavaForConditionalGeneration.from_pretrained as it is; nothing to convert."
+        )
+    raise ValueError(
+        f"{path} is not an original LLaVA checkpoint (architectures {architectures}, no mm_vision_tower): "
+        "`hub-llava convert` reads LLaVA's own checkpoints (LlavaLlamaForCausalLM + mm_* keys)."
+    )
+
+
 def check_projector(config: dict) -> None:
     """Raises a clear error for projectors `LlavaMultiModalProjector` (Linear-GELU-Linear) cannot hold."""
     projector = config.get("mm_projector_type", "linear")
@@ -46,14 +63,14 @@ def map_key(name: str) -> str | None:
     """The transformers name of an original LLaVA weight; None for buffers that are not weights.
 
     Raises:
-        KeyError: for a name that belongs to no known part (a layout this converter does not know).
+        ValueError: for a name that belongs to no known part (a layout this converter does not know).
     """
     if _SKIPPED.search(name):
         return None
     for pattern, replacement in _RULES:
         if pattern.match(name):
             return pattern.sub(replacement, name, count=1)
-    raise KeyError(f"Unexpected weight {name!r}: not part of an original LLaVA-1.5 checkpoint.")
+    raise ValueError(f"Unexpected weight {name!r}: not part of an original LLaVA-1.5 checkpoint.")
 
 
 def clip_vision_name(name: str) -> str | None:

@@ -32,7 +32,7 @@ class LoraMerger:
         for name, tensor in iter_file(path):
             match = _LORA_KEY.match(name)
             if match is None:
-                raise KeyError(f"Unexpected key {name!r} in {path}: expected LoRA A/B weights.")
+                raise ValueError(f"Unexpected key {name!r} in {path}: expected LoRA A/B weights.")
             self.pairs.setdefault(match["module"] + ".weight", {})[match["part"]] = tensor
         incomplete = [name for name, pair in self.pairs.items() if len(pair) != 2]
         if incomplete:

@@ -187,7 +187,7 @@ def _reference_clip(vision_folder: Path, inside: dict) -> CLIPVisionModel:
     state = {k.removeprefix("vision_model."): v for k, v in weights.items() if not k.endswith("position_ids")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise KeyError(
+        raise ValueError(
             f"CLIP vision weights do not fit CLIPVisionModel: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return model.float().eval()

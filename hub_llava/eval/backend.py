@@ -14,10 +14,12 @@ first writes them), describes itself for results.json (`describe()`) and release
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hub_llava.errors import UserError
+
 BACKENDS = ("hf", "vllm", "openai")
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A failure the user can act on (a server that keeps failing, a missing optional dependency): the CLI prints it
     as one `error:` line; answers written before it are kept and a rerun resumes."""
 

@@ -32,16 +32,19 @@ def llava_question_docs(benchmark, data_dir) -> list[dict]:
     return docs
 
 
+def image_file(path) -> Path | None:
+    """The image file a question refers to (SEED-style ids without an extension are tried with the usual ones), or
+    None if there is none."""
+    path = Path(path)
+    candidates = [path] + [path.with_name(path.name + suffix) for suffix in (".jpg", ".png", ".jpeg")]
+    return next((candidate for candidate in candidates if candidate.exists()), None)
+
+
 def resolve_image(path: Path):
-    """Opens an image file as RGB; SEED-style ids without an extension are tried with the usual ones."""
+    """Opens an image file as RGB (see `image_file`)."""
     from PIL import Image
 
-    path = Path(path)
-    if not path.exists():
-        for suffix in (".jpg", ".png", ".jpeg"):
-            if path.with_name(path.name + suffix).exists():
-                path = path.with_name(path.name + suffix)
-                break
-        else:
-            raise FileNotFoundError(f"Image not found: {path}")
-    return Image.open(path).convert("RGB")
+    found = image_file(path)
+    if found is None:
+        raise FileNotFoundError(f"Image not found: {path}")
+    return Image.open(found).convert("RGB")

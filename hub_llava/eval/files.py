@@ -62,20 +62,33 @@ class Alignment:
         return {"answered": sum(t is not None for t in self.texts), "missing": len(self.missing)}
 
 
-def align(
-    answers: dict[str, dict], question_ids: list, *, missing: str = "error", source: str = "answers"
-) -> Alignment:
-    """Orders `answers` by `question_ids` (the ground truth), checking both sides.
+def align(answers, question_ids: list, *, missing: str = "error", source: str | None = None) -> Alignment:
+    """Orders the answers by `question_ids` (the ground truth), checking both sides.
+
+    Answers whose ids the ground truth does not know are reported before anything else (a duplicated id among them
+    is a symptom, not the cause): the usual reason is an answer file of another benchmark.
 
     Args:
-        answers (`dict[str, dict]`): from `load_answers`.
+        answers (`str`, `Path` or `dict[str, dict]`): an answer file, or answers from `load_answers`.
         question_ids (`list`): the ground-truth ids in their official order.
         missing (`str`, *optional*, defaults to `"error"`): `"error"`, `"wrong"` (kept as None, scored wrong) or
             `"skip"` (left out of the score).
-        source (`str`, *optional*): the answer file's name, for error messages.
+        source (`str`, *optional*): the answer file's name, for error messages (default: the path).
     """
     ids = [str(q) for q in question_ids]
     known = set(ids)
+    if not isinstance(answers, dict):
+        source = source or str(answers)
+        rows = read_jsonl(answers)
+        unknown = [str(row.get("question_id")) for row in rows if str(row.get("question_id")) not in known]
+        if unknown:
+            raise ValueError(
+                f"{source}: {len(unknown)} of {len(rows)} answers have question ids this benchmark's ground truth does "
+                f"not know (e.g. {unknown[:3]}; its ids look like {ids[:3]}): is this the answer file of another "
+                "benchmark, or the wrong ground-truth file?"
+            )
+        answers = load_answers(answers)
+    source = source or "answers"
     unknown = [q for q in answers if q not in known]
     if unknown:
         raise ValueError(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from hub_llava.errors import UserError
 from hub_llava.eval.metrics.mm_vet import parse_grade
 from hub_llava.eval.metrics.reviews import parse_review_scores
 
@@ -36,7 +37,7 @@ def prompts() -> dict:
     return yaml.safe_load(resources.files("hub_llava.eval").joinpath("judge_prompts.yaml").read_text(encoding="utf-8"))
 
 
-class JudgeError(RuntimeError):
+class JudgeError(UserError, RuntimeError):
     pass
 
 

@@ -22,6 +22,22 @@ def _benchmark(key: str, entry: dict) -> tuple[str, str, str | None, str]:
     return entry["name"], f"hub_llava/{key}", None, entry["metric"]
 
 
+def coverage(entry: dict) -> str | None:
+    """None for a benchmark answered in full; otherwise what the score covers, e.g. "partial: 3 of 12 questions
+    (--limit 3)", said wherever the number goes (model-index, .eval_results, cards)."""
+    if entry.get("total") is None or entry.get("answered") is None:
+        return "coverage not recorded (results.json from before hub_llava recorded it)"
+    if entry["answered"] >= entry["total"] and entry.get("limit") is None:
+        return None
+    limit = f" (--limit {entry['limit']})" if entry.get("limit") else ""
+    return f"partial: {entry['answered']} of {entry['total']} questions{limit}"
+
+
+def partial_results(results: dict) -> dict[str, str]:
+    """Benchmark key -> `coverage(...)` for every entry of a results.json that is not a full evaluation."""
+    return {key: label for key, entry in results["results"].items() if (label := coverage(entry))}
+
+
 def to_eval_results(
     results: dict, *, source_name: str | None = None, source_url: str | None = None
 ) -> list[EvalResult]:
@@ -43,7 +59,7 @@ def to_eval_results(
                 dataset_split=split,
                 metric_type=metric,
                 metric_value=entry["score"],
-                metric_name=f"{name} (hub_llava)",
+                metric_name=f"{name} (hub_llava{', ' + coverage(entry) if coverage(entry) else ''})",
                 source_name=source_name,
                 source_url=source_url,
             )
@@ -60,7 +76,8 @@ def to_eval_result_entries(
     for key, entry in results["results"].items():
         _, dataset, split, metric = _benchmark(key, entry)
         dtype = f"; weights in {results['dtype']}" if results.get("dtype") else ""
-        notes = f"{PROTOCOL}; {metric} on {split or 'the benchmark'}, n={entry['n']}{dtype}; hub_llava {results.get('hub_llava_version', '')}"
+        partial = f"; {coverage(entry).upper()}" if coverage(entry) else ""
+        notes = f"{PROTOCOL}; {metric} on {split or 'the benchmark'}, n={entry['n']}{dtype}{partial}; hub_llava {results.get('hub_llava_version', '')}"
         out[key] = [
             EvalResultEntry(
                 dataset_id=dataset,

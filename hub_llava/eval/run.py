@@ -8,6 +8,7 @@ scripts) and `O/<benchmark>/details.jsonl` (one scored row per question); `O/res
 A rerun skips questions already answered (resume); each process appends to its own part file, merged at the end.
 """
 
+import argparse
 import datetime
 import json
 import logging
@@ -19,7 +20,9 @@ from tqdm.auto import tqdm
 import hub_llava
 from hub_llava.eval import registry
 from hub_llava.eval.backend import BackendConfig, BackendError
+from hub_llava.eval.docs import image_file
 from hub_llava.eval.files import read_jsonl, write_jsonl
+from hub_llava.eval.identity import model_identity, run_identity
 
 logger = logging.getLogger(__name__)
 DTYPES = ("float16", "bfloat16", "float32")  # float16 first: the default, as LLaVA evaluated
@@ -38,15 +41,26 @@ def _existing_answers(folder: Path) -> list[dict]:
     return rows
 
 
+def generation_settings(benchmark, max_new_tokens: int | None = None) -> dict:
+    """The benchmark's generation kwargs, with `--max_new_tokens` applied."""
+    kwargs = benchmark.generation_kwargs
+    if max_new_tokens:
+        kwargs["max_new_tokens"] = max_new_tokens
+    return kwargs
+
+
 def answer_benchmark(backend, benchmark, docs: list[dict], folder: Path, *, model_id: str,
-                     max_new_tokens: int | None = None):  # fmt: skip
+                     max_new_tokens: int | None = None, run: dict | None = None):  # fmt: skip
     """Answers the docs not answered yet (this process's shard) with `backend`, then merges all parts in question
-    order. Answers are appended to this process's part file as they arrive, so an interrupted run keeps them."""
+    order. Answers are appended to this process's part file as they arrive, so an interrupted run keeps them.
+
+    `run` (`hub_llava.eval.identity.run_identity`) keys the resume: answers in `folder` made by another model,
+    backend, dtype, generation settings or question set are refused, naming what differs."""
     from accelerate import PartialState
 
-    generation_kwargs = benchmark.generation_kwargs
-    if max_new_tokens:
-        generation_kwargs["max_new_tokens"] = max_new_tokens
+    from hub_llava.eval.identity import check_resume, record_run
+
+    generation_kwargs = generation_settings(benchmark, max_new_tokens)
     state = PartialState()
     existing = _existing_answers(folder)
     others = {row.get("model_id") for row in existing} - {model_id}
@@ -54,9 +68,13 @@ def answer_benchmark(backend, benchmark, docs: list[dict], folder: Path, *, mode
         raise ValueError(
             f"{folder} holds answers of another model ({sorted(map(str, others))}); use another --output_dir."
         )
+    if run is not None:
+        check_resume(folder, run, has_answers=bool(existing))
     done = {doc_key(row) for row in existing}
     pending = [doc for doc in docs if doc_key(doc) not in done]
     state.wait_for_everyone()  # every process has read the same state before anyone writes
+    if run is not None and state.is_main_process:
+        record_run(folder, run)
     shard = pending[backend.shard_index :: backend.num_shards]
     logger.info(
         "%s: %d questions, %d answered already, %d to answer", benchmark.key, len(docs), len(done), len(pending)
@@ -126,18 +144,24 @@ def score_benchmark(benchmark, data_dir, folder: Path, docs: list[dict], *, part
     return {"name": benchmark.name, **result}
 
 
-def results_entries(benchmark, result: dict) -> dict:
-    """The results.json entries of one benchmark (MME also gives `mme_cognition`)."""
-    entries = {benchmark.key: {k: result[k] for k in ("score", "metric", "name", "n", "details")}}
+def results_entries(benchmark, result: dict, *, limit: int | None = None, answered: int | None = None,
+                    total: int | None = None) -> dict:  # fmt: skip
+    """The results.json entries of one benchmark (MME also gives `mme_cognition`), each with how much of the
+    benchmark it covers: `limit` (the `--limit`, or None), `answered` (questions asked and answered) and `total`
+    (questions in the benchmark); `n` stays what the score counts (ScienceQA-IMG: the image questions). A score that
+    could not be computed (e.g. MME-Cognition when no cognition task was answered) has no entry at all: it is not
+    evaluated, never 0."""
+    coverage = {"limit": limit, "answered": answered, "total": total}
+    scores = {benchmark.key: (result["score"], result["metric"], result["name"], result["details"])}
     for key, extra in (benchmark.config.get("extra_results") or {}).items():
-        value = result["details"][extra["details_key"]]
-        entries[key] = {
-            "score": round(value, 2),
-            "metric": extra["metric"],
-            "name": extra["name"],
-            "n": result["n"],
-            "details": {},
-        }
+        scores[key] = (result["details"].get(extra["details_key"]), extra["metric"], extra["name"], {})
+    entries = {}
+    for key, (score, metric, name, details) in scores.items():
+        if score is None:
+            logger.warning("%s: not evaluated (nothing to score); left out of results.json", name)
+            continue
+        entries[key] = {"score": round(score, 2), "metric": metric, "name": name, "n": result["n"], **coverage,
+                        "details": details}  # fmt: skip
     return entries
 
 
@@ -174,6 +198,23 @@ def _read_summary(path: Path, model_path: str, dtype: str, backend: str) -> dict
     return summary
 
 
+def check_benchmark_files(benchmark, root, docs: list[dict]) -> None:
+    """Raises naming what is missing: the ground-truth files of `benchmark` under `root`, or images its questions
+    refer to (all of them are looked for: ~1 s per 100K questions)."""
+    for name, paths in benchmark.ground_truth(root).items():
+        for path in paths if isinstance(paths, list) else [paths]:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{benchmark.key}: its {name} file is missing: {path}")
+    missing = [
+        doc["image"] for doc in docs if isinstance(doc["image"], str | Path) and image_file(doc["image"]) is None
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{benchmark.key}: {len(missing)} of {len(docs)} questions refer to images that do not exist "
+            f"(e.g. {missing[0]}); check --data_dir."
+        )
+
+
 def benchmark_data(benchmark, data_dir, output_dir: Path):
     """The data root of `benchmark`: `--data_dir` (LLaVA's playground/data/eval layout), else its Hub dataset written
     in that layout under `output_dir/hub_data` (once, by the main process)."""
@@ -207,16 +248,29 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
     config = backend or BackendConfig()
     if parity and config.name == "hf":
         raise ValueError("--parity compares another backend with the hf backend; choose --backend vllm or openai.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be a positive number of questions, got {limit}.")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {batch_size}.")
     output_dir = Path(output_dir)
     selected = [registry.load(key) for key in benchmarks]  # unknown keys fail before the model loads
     results_path = output_dir / "results.json"
     summary = _read_summary(results_path, model_path, dtype, config.name)
+    # Every benchmark's files are read and checked before anything is answered: a missing second benchmark (or one
+    # of its images) is found now, not after the first benchmark has run.
+    prepared = []
+    for benchmark in selected:
+        root = benchmark_data(benchmark, data_dir, output_dir)
+        all_docs = benchmark.helper.load_docs(benchmark, root)
+        check_benchmark_files(benchmark, root, all_docs)
+        prepared.append((benchmark, root, all_docs))
     model = processor = None
     if config.name == "hf":
         model, processor = load_model(model_path, dtype)
     elif config.name == "vllm":
         processor = load_processor(model_path)
     answering = load_backend(config, model_path, dtype, batch_size, model, processor)
+    identity = model_identity(model_path)
     model_name = model_name or Path(model_path.rstrip("/")).name
     summary.update({
         "model": model_path, "model_name": model_name, "dtype": dtype, "hub_llava_version": hub_llava.__version__,
@@ -225,19 +279,23 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
     })  # fmt: skip
     if max_new_tokens:
         summary["generation"]["max_new_tokens"] = max_new_tokens
+    summary["limit"] = limit
+    summary["model_identity"] = identity
     runs = []
-    for benchmark in selected:
-        root = benchmark_data(benchmark, data_dir, output_dir)
-        docs = benchmark.helper.load_docs(benchmark, root)
-        docs = docs[:limit] if limit else docs
+    for benchmark, root, all_docs in prepared:
+        docs = all_docs[:limit] if limit else all_docs
         runs.append((benchmark, root, docs, output_dir / benchmark.key))
-        answer_benchmark(answering, benchmark, docs, runs[-1][3], model_id=model_name, max_new_tokens=max_new_tokens)
+        settings = generation_settings(benchmark, max_new_tokens)
+        run = run_identity(identity, answering.describe(), dtype, settings, all_docs)
+        answer_benchmark(answering, benchmark, docs, runs[-1][3], model_id=model_name, max_new_tokens=max_new_tokens,
+                         run=run)  # fmt: skip
         if state.is_main_process:
             judged = judge_runs or benchmark.config.get("judge_runs", 1)
             result = score_benchmark(benchmark, root, runs[-1][3], docs, partial=bool(limit), judge=judge,
                                      judge_runs=judged)  # fmt: skip
             if result is not None:
-                summary["results"].update(results_entries(benchmark, result))
+                entries = results_entries(benchmark, result, limit=limit, answered=len(docs), total=len(all_docs))
+                summary["results"].update(entries)
                 logger.info("%s: %s = %s", benchmark.name, result["metric"], result["score"])
     answering.close()  # a vLLM engine gives its GPU memory back before the HF reference loads
     if parity:
@@ -255,6 +313,14 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
     return summary
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (`--limit 0`, `--batch_size 0` are mistakes, not "everything")."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_parser(subparsers):
     from hub_llava.eval import backend, parity
 
@@ -266,8 +332,9 @@ def add_parser(subparsers):
     parser.add_argument("--data_dir", help="LLaVA's playground/data/eval layout (one folder per benchmark); "
                         "without it, benchmarks are read from their Hub datasets (lmms-lab).")  # fmt: skip
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--limit", type=int, help="Only the first N questions of each benchmark (scored on those).")
-    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--limit", type=positive_int, help="Only the first N questions of each benchmark (scored on "
+                        "those; results.json and pushed cards say so).")  # fmt: skip
+    parser.add_argument("--batch_size", type=positive_int, default=1)
     parser.add_argument(
         "--dtype",
         choices=DTYPES,

@@ -64,7 +64,7 @@ HARDWARE_OFF = ["--bf16", "false", "--fp16", "false", "--tf32", "false"]
 
 def parse_recipe(argv: list[str]):
     """Parses recipe YAML + overrides with the same dataclasses as `recipes/sft.py` (hardware checks off)."""
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
+    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig), allow_abbrev=False)
     return parser.parse_args_and_config([*argv, *HARDWARE_OFF])
 
 
@@ -73,7 +73,7 @@ def main(args) -> int:
     script_args, training_args, model_args, mixture = parse_recipe(["--config", args.config, *overrides])
     dataset, _ = load_train_dataset(script_args, mixture)
     if not 0 <= args.index < len(dataset):
-        raise SystemExit(f"--index {args.index} is out of range: the training split has {len(dataset)} rows")
+        raise ValueError(f"--index {args.index} is out of range: the training split has {len(dataset)} rows")
     processor = load_processor(model_args, training_args)
     row = dataset[args.index]
     if args.ids:

@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers, write_jsonl
+from hub_llava.eval.files import align, write_jsonl
 from hub_llava.eval.hub_source import write_image
+from hub_llava.eval.metrics import rounded
 from hub_llava.eval.metrics.gqa import gqa_prediction, gqa_scores
 
 SCORE_ARGUMENTS = {"questions": {"required": True, "help": "The official testdev_balanced_questions.json."}}
@@ -13,7 +14,7 @@ SCORE_ARGUMENTS = {"questions": {"required": True, "help": "The official testdev
 
 def score(answers, *, questions, missing: str = "error"):
     truth = json.loads(Path(questions).read_text(encoding="utf-8"))
-    alignment = align(load_answers(answers), list(truth), missing=missing, source=str(answers))
+    alignment = align(answers, list(truth), missing=missing)
     predictions = [t if t is not None else "" for t in alignment.texts]
     entries = [truth[qid] for qid in alignment.ids]
     scores = gqa_scores(predictions, entries)
@@ -27,7 +28,7 @@ def score(answers, *, questions, missing: str = "error"):
         for q, p, e in zip(alignment.ids, predictions, entries)
     ]
     details = {**scores, **alignment.report()}
-    return {"score": round(scores["accuracy"], 2), "metric": "accuracy", "n": scores["n"], "details": details}, rows
+    return {"score": rounded(scores["accuracy"]), "metric": "accuracy", "n": scores["n"], "details": details}, rows
 
 
 def from_hub(benchmark, tables: dict, folder: Path) -> None:

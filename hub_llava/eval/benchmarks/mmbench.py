@@ -11,7 +11,8 @@ import io
 import sys
 from pathlib import Path
 
-from hub_llava.eval.files import align, load_answers
+from hub_llava.eval.files import align
+from hub_llava.eval.metrics import rounded
 from hub_llava.eval.metrics.choice import mmbench_circular, mmbench_correct
 
 SCORE_ARGUMENTS = {"questions": {"required": True, "help": "The mmbench_dev_*.tsv file (with the answer column)."}}
@@ -71,7 +72,7 @@ def score(answers, *, questions, missing: str = "error"):
     table = {str(int(row["index"])): row for row in read_tsv(questions)}
     if any(is_missing(row.get("answer")) for row in table.values()):
         raise ValueError(f"{questions} has no answers (a test split?): use `hub-llava submission mmbench`.")
-    alignment = align(load_answers(answers), list(table), missing=missing, source=str(answers))
+    alignment = align(answers, list(table), missing=missing)
     rows = []
     for qid, text in zip(alignment.ids, alignment.texts):
         row = table[qid]
@@ -91,7 +92,7 @@ def score(answers, *, questions, missing: str = "error"):
     for row in rows:
         del row["correct"], row["index"]
     return {
-        "score": round(summary["circular"], 2),
+        "score": rounded(summary["circular"]),
         "metric": "circular_accuracy",
         "n": summary["groups"],
         "details": details,

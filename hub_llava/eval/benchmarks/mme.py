@@ -12,6 +12,7 @@ from pathlib import Path
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
 from hub_llava.eval.files import read_jsonl, write_jsonl
 from hub_llava.eval.hub_source import write_image
+from hub_llava.eval.metrics import rounded
 from hub_llava.eval.metrics.mme import COGNITION, PERCEPTION, mme_parse, mme_task_score, mme_totals
 
 SCORE_ARGUMENTS = {
@@ -121,7 +122,7 @@ def score(answers, *, ground_truth, missing: str = "error"):
     task_scores = {task: mme_task_score(pairs) for task, pairs in tasks.items()}
     totals = mme_totals(task_scores)
     details = {"tasks": task_scores, **totals, "answered": len(truth) - len(absent), "missing": len(absent)}
-    return {"score": round(totals["perception"], 2), "metric": "perception", "n": len(rows), "details": details}, rows
+    return {"score": rounded(totals["perception"]), "metric": "perception", "n": len(rows), "details": details}, rows
 
 
 def from_hub(benchmark, tables: dict, folder: Path) -> None:

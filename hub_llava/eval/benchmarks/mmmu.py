@@ -8,7 +8,7 @@ Questions: a JSON / JSONL export of the MMMU records (`id`, `question`, `options
 import ast
 import random
 
-from hub_llava.eval.files import align, load_answers, read_json_or_jsonl
+from hub_llava.eval.files import align, read_json_or_jsonl
 from hub_llava.eval.metrics.mmmu import mmmu_correct, parse_multi_choice, parse_open
 
 SCORE_ARGUMENTS = {
@@ -43,7 +43,7 @@ def load_docs(benchmark, data_dir) -> list[dict]:
 
 def score(answers, *, questions, missing: str = "error"):
     records = {str(r["id"]): r for r in read_json_or_jsonl(questions)}
-    alignment = align(load_answers(answers), list(records), missing=missing, source=str(answers))
+    alignment = align(answers, list(records), missing=missing)
     rng = random.Random(SEED)
     rows = []
     for qid, text in zip(alignment.ids, alignment.texts):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers, read_jsonl, write_jsonl
+from hub_llava.eval.files import align, read_jsonl, write_jsonl
 from hub_llava.eval.hub_source import write_image
 from hub_llava.eval.metrics.pope import pope_parse, pope_scores
 
@@ -51,9 +51,7 @@ def load_labels(questions: list[dict], annotations) -> dict[str, str]:
 def score(answers, *, questions, annotations, missing: str = "error"):
     question_rows = read_jsonl(questions)
     labels = load_labels(question_rows, annotations)
-    alignment = align(
-        load_answers(answers), [q["question_id"] for q in question_rows], missing=missing, source=str(answers)
-    )
+    alignment = align(answers, [q["question_id"] for q in question_rows], missing=missing)
     category = {str(q["question_id"]): q["category"] for q in question_rows}
     per_category: dict[str, tuple[list, list]] = {}
     for qid, text in zip(alignment.ids, alignment.texts):

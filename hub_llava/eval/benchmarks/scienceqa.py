@@ -8,8 +8,9 @@ import json
 import re
 from pathlib import Path
 
-from hub_llava.eval.files import align, load_answers, read_json_or_jsonl
+from hub_llava.eval.files import align, read_json_or_jsonl
 from hub_llava.eval.hub_source import write_image
+from hub_llava.eval.metrics import rounded
 from hub_llava.eval.metrics.choice import SCIENCEQA_OPTIONS, scienceqa_correct, scienceqa_parse
 
 SCORE_ARGUMENTS = {
@@ -66,7 +67,7 @@ def load_docs(benchmark, data_dir) -> list[dict]:
 
 def score(answers, *, questions=None, problems=None, pid_splits=None, split="test", missing: str = "error"):
     truth = load_problems(questions, problems, pid_splits, split)
-    alignment = align(load_answers(answers), list(truth), missing=missing, source=str(answers))
+    alignment = align(answers, list(truth), missing=missing)
     rows = []
     for qid, text in zip(alignment.ids, alignment.texts):
         item = truth[qid]
@@ -81,15 +82,15 @@ def score(answers, *, questions=None, problems=None, pid_splits=None, split="tes
             }
         )
     image_rows = [r for r in rows if r["has_image"]]
-    img_acc = 100 * sum(r["score"] for r in image_rows) / len(image_rows) if image_rows else 0.0
+    img_acc = 100 * sum(r["score"] for r in image_rows) / len(image_rows) if image_rows else None
     details = {
-        "accuracy": 100 * sum(r["score"] for r in rows) / len(rows) if rows else 0.0,
+        "accuracy": 100 * sum(r["score"] for r in rows) / len(rows) if rows else None,
         "img_accuracy": img_acc,
         "img_n": len(image_rows),
         "failed_parses": sum(r["prediction"] == "FAILED" for r in rows),
         **alignment.report(),
     }
-    return {"score": round(img_acc, 2), "metric": "img_accuracy", "n": len(image_rows), "details": details}, rows
+    return {"score": rounded(img_acc), "metric": "img_accuracy", "n": len(image_rows), "details": details}, rows
 
 
 def from_hub(benchmark, tables: dict, folder: Path) -> None:

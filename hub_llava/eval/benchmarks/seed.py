@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers, write_jsonl
+from hub_llava.eval.files import align, write_jsonl
 from hub_llava.eval.hub_source import write_image
+from hub_llava.eval.metrics import rounded
 from hub_llava.eval.metrics.choice import accuracy_by
 
 SCORE_ARGUMENTS = {"questions": {"required": True, "help": "The official SEED-Bench.json."}}
@@ -15,7 +16,7 @@ def score(answers, *, questions, missing: str = "error"):
     data = json.loads(Path(questions).read_text(encoding="utf-8"))
     type_names = {v: k for k, v in data.get("question_type", {}).items()}
     entries = {str(q["question_id"]): q for q in data["questions"]}
-    alignment = align(load_answers(answers), list(entries), missing=missing, source=str(answers))
+    alignment = align(answers, list(entries), missing=missing)
     rows = []
     for qid, text in zip(alignment.ids, alignment.texts):
         entry = entries[qid]
@@ -30,14 +31,14 @@ def score(answers, *, questions, missing: str = "error"):
             }
         )
     correct = [r["score"] == 1.0 for r in rows]
-    total = 100 * sum(correct) / len(rows) if rows else 0.0
+    total = 100 * sum(correct) / len(rows) if rows else None
     details = {
         "question_types": accuracy_by([r["type"] for r in rows], correct),
         "data_types": accuracy_by([r["data_type"] for r in rows], correct),
         "accuracy": total,
         **alignment.report(),
     }
-    return {"score": round(total, 2), "metric": "accuracy", "n": len(rows), "details": details}, rows
+    return {"score": rounded(total), "metric": "accuracy", "n": len(rows), "details": details}, rows
 
 
 def from_hub(benchmark, tables: dict, folder: Path) -> None:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from hub_llava.eval.docs import llava_question_docs as load_docs  # noqa: F401
-from hub_llava.eval.files import align, load_answers
+from hub_llava.eval.files import align
 from hub_llava.eval.metrics.choice import accuracy_by
 from hub_llava.eval.metrics.vqa import evalai_normalize, vqa_accuracy
 
@@ -14,7 +14,7 @@ SCORE_ARGUMENTS = {"annotations": {"required": True, "help": "v2_mscoco_val2014_
 
 def score_vqa(answers, entries: dict[str, dict], missing: str):
     """Scores answers against {question id: {"answers": [10 strings], "answer_type": ...}}."""
-    alignment = align(load_answers(answers), list(entries), missing=missing, source=str(answers))
+    alignment = align(answers, list(entries), missing=missing)
     predictions = [evalai_normalize(t) if t is not None else "" for t in alignment.texts]
     scores = vqa_accuracy(predictions, [entries[q]["answers"] for q in alignment.ids], mode="vqa")
     rows = [

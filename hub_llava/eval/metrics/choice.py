@@ -41,8 +41,8 @@ def mmbench_circular(rows: list[dict]) -> dict:
         groups[int(row["index"]) % 1_000_000].append(bool(row["correct"]))
     passed = sum(all(values) for values in groups.values())
     return {
-        "circular": 100 * passed / len(groups) if groups else 0.0,
-        "vanilla": 100 * sum(bool(row["correct"]) for row in rows) / len(rows) if rows else 0.0,
+        "circular": 100 * passed / len(groups) if groups else None,  # None: nothing to score, not 0
+        "vanilla": 100 * sum(bool(row["correct"]) for row in rows) / len(rows) if rows else None,
         "groups": len(groups),
         "rows": len(rows),
     }

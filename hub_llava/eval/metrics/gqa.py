@@ -20,6 +20,7 @@ def gqa_scores(predictions: list[str], questions: list[dict]) -> dict:
         scores["accuracy"].append(correct)
         kind = "open" if question["types"]["structural"] == "query" else "binary"
         scores[kind].append(correct)
-    result = {key: 100 * sum(values) / len(values) if values else 0.0 for key, values in scores.items()}
+    # A kind with no question (e.g. no binary question in a --limit run) is not evaluated: None, never 0.
+    result = {key: 100 * sum(values) / len(values) if values else None for key, values in scores.items()}
     result["n"] = len(scores["accuracy"])
     return result

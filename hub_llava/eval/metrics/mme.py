@@ -44,10 +44,16 @@ def mme_task_score(pairs: list[list[tuple[str, str]]]) -> dict:
 
 
 def mme_totals(task_scores: dict[str, dict]) -> dict:
-    """Perception and cognition totals (sums of the task scores present)."""
+    """Perception and cognition totals (sums of the task scores present); a total none of whose tasks was evaluated
+    is `None` (not evaluated), never 0."""
+
+    def total(tasks):
+        present = [task_scores[t]["score"] for t in tasks if t in task_scores]
+        return sum(present) if present else None
+
     return {
-        "perception": sum(task_scores[t]["score"] for t in PERCEPTION if t in task_scores),
-        "cognition": sum(task_scores[t]["score"] for t in COGNITION if t in task_scores),
+        "perception": total(PERCEPTION),
+        "cognition": total(COGNITION),
         "missing_perception_tasks": [t for t in PERCEPTION if t not in task_scores],
         "missing_cognition_tasks": [t for t in COGNITION if t not in task_scores],
     }

@@ -34,6 +34,6 @@ class Scienceqa(evaluate.Metric):
         image = [c for c, i in zip(correct, has_image, strict=True) if i]
         return {
             "accuracy": 100 * sum(correct) / len(correct),
-            "img_accuracy": 100 * sum(image) / len(image) if image else 0.0,
+            "img_accuracy": 100 * sum(image) / len(image) if image else None,
             "img_n": len(image),
         }

@@ -23,6 +23,7 @@ The token comes from `token=`, `HF_TOKEN` or `hf auth login` (`huggingface_hub.g
 """
 
 import logging
+import re
 import shutil
 import socket
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ from hub_llava.hub_results import load_results, merge_model_index, stage_details
 
 logger = logging.getLogger(__name__)
 
+QUICK_START_ID = re.compile(r'^model_id = "[^"\n]*"$', re.M)  # the model card's quick start (model_card.md.jinja)
 # Training leftovers that never belong in a published model repo (pickles, optimizer states, intermediate checkpoints).
 MODEL_EXCLUDE = [
     "checkpoint-*",
@@ -170,7 +172,8 @@ def push_model(
     """
     folder = Path(checkpoint_dir)
     files = staged_files(folder, exclude=MODEL_EXCLUDE)
-    card = _read_card(folder, files)
+    # The card's quick start names the repo the model is pushed to (it was written naming the local folder).
+    card = QUICK_START_ID.sub(f'model_id = "{repo_id}"', _read_card(folder, files), count=1)
     check_card(card, str(folder / "README.md"), "model")
     check_checkpoint(folder, files)
     push = Push(repo_id, "model", folder, files, card)
@@ -358,7 +361,7 @@ def _publish(push, private, revision, create_pr, token, dry_run, message, delete
         commit = api.create_commit(
             repo_id=push.repo_id,
             repo_type=push.repo_type,
-            operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=push.folder / "README.md")],
+            operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=push.card.encode("utf-8"))],
             commit_message=message,
             revision=card_revision,
             create_pr=create_pr and not data.pr_url,

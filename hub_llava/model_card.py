@@ -134,6 +134,71 @@ def results_table(published: PublishedResults | None = None, measured: dict | No
 
 
 _CONVERSION_OPTIONAL = ("base", "verify", "image_token_id", "pad_token_id", "vocab_size")
+# Shapes named in cards only as shapes ("the shape of CLIP ViT-L/14-336"): a config says how big a model is, not
+# which weights it holds.
+_VISION_SHAPES = {(1024, 24, 14, 336): "CLIP ViT-L/14-336", (1024, 24, 14, 224): "CLIP ViT-L/14"}
+_LLM_SHAPES = {(4096, 32, 11008): "Llama-2-7B / Vicuna-7B", (5120, 40, 13824): "Llama-2-13B / Vicuna-13B"}
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}".replace(".0", "")
+    return str(n)
+
+
+def parameter_counts(folder) -> dict[str, int]:
+    """Parameters per part (vision tower, projector, language model) from the shapes in a checkpoint's safetensors
+    headers: what was saved, whatever trained it (a ZeRO-3 model's own tensors are partitioned)."""
+    import json
+    import struct
+    from math import prod
+    from pathlib import Path
+
+    counts = {"vision tower": 0, "projector": 0, "language model": 0}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            part = (
+                "vision tower" if "vision_tower" in name else "projector" if "multi_modal_projector" in name else None
+            )
+            counts[part or "language model"] += prod(info["shape"])
+    return counts
+
+
+def describe_architecture(config, counts: dict[str, int] | None = None) -> dict:
+    """What a `LlavaConfig` says the model is, for the card: the vision tower, projector and language model, each
+    from its own config (sizes, and a known shape's name as a shape only), with parameter counts when given."""
+    vision, text = config.vision_config, config.get_text_config()
+    select = "CLS dropped" if config.vision_feature_select_strategy == "default" else "CLS kept"
+    tokens = (vision.image_size // vision.patch_size) ** 2 + (select == "CLS kept")
+    shape = _VISION_SHAPES.get((vision.hidden_size, vision.num_hidden_layers, vision.patch_size, vision.image_size))
+    llm = _LLM_SHAPES.get((text.hidden_size, text.num_hidden_layers, text.intermediate_size))
+    parts = {
+        "vision tower": (
+            f"{vision.model_type} vision transformer, {vision.num_hidden_layers} layers, hidden size "
+            f"{vision.hidden_size}, {vision.image_size} px images in {vision.patch_size} px patches: {tokens} image "
+            f"tokens from layer {config.vision_feature_layer} ({select})"
+            + (f"; the shape of {shape}" if shape else "")
+        ),
+        "projector": (
+            f"Linear({vision.hidden_size} → {text.hidden_size}) – {config.projector_hidden_act.upper()} – "
+            f"Linear({text.hidden_size} → {text.hidden_size})"
+        ),
+        "language model": (
+            f"{text.model_type} decoder, {text.num_hidden_layers} layers, hidden size {text.hidden_size}, "
+            f"{text.num_attention_heads} attention heads, vocabulary {text.vocab_size}"
+            + (f"; the shape of {llm}" if llm else "")
+        ),
+    }
+    rows = [{"part": part, "description": text_, "parameters": _count(counts[part]) if counts else None}
+            for part, text_ in parts.items()]  # fmt: skip
+    total = _count(sum(counts.values())) if counts else None
+    return {"parts": rows, "total": total}
 
 
 def _installed_versions() -> dict[str, str]:
@@ -159,6 +224,7 @@ def render_model_card(
     measured_eval_results: list[EvalResult] | None = None,
     training: dict | None = None,
     conversion: dict | None = None,
+    architecture: dict | None = None,
     citations: list[str] | None = None,
     framework_versions: dict[str, str] | None = None,
 ) -> str:
@@ -191,6 +257,9 @@ def render_model_card(
             `{"source": id, "format": ..., "vision_tower": ..., "dtype": ...}` and optionally `"base"`, `"verify"`
             (`{"max_logit_diff", "max_pixel_diff"}`), `"image_token_id"`, `"pad_token_id"`, `"vocab_size"`, for
             checkpoints converted from the original LLaVA format.
+        architecture (`dict`, *optional*):
+            `describe_architecture(...)` of the checkpoint's config: what the card says the model is (nothing is
+            claimed without it).
         citations (`list[str]`, *optional*):
             BibTeX entries cited besides LLaVA-1.5 (always cited).
         framework_versions (`dict[str, str]`, *optional*):
@@ -217,6 +286,7 @@ def render_model_card(
         description=description,
         conversion={**dict.fromkeys(_CONVERSION_OPTIONAL), **conversion} if conversion else None,
         training={"data": None, "recipe": None, "hyperparameters": None, **training} if training else None,
+        architecture=architecture,
         rows=results_table(published, measured),
         published=published,
         measured=measured,

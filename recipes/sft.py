@@ -30,7 +30,7 @@ from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, load_train_dataset, measure
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
-from hub_llava.training.trainer import LlavaSFTTrainer
+from hub_llava.training.trainer import LlavaSFTTrainer, resume_point, whole_run_loss
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     log_level = training_args.get_process_log_level()
+    # The recipe's own lines (rows kept, resuming, saving) show on the main process unless a log level is chosen;
+    # `passive` leaves transformers' and datasets' verbosity as it is.
+    ours = logging.INFO if training_args.log_level == "passive" and training_args.should_log else log_level
     for lib_logger in (logger, logging.getLogger("hub_llava")):
-        lib_logger.setLevel(log_level)
+        lib_logger.setLevel(ours)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     logger.info(f"Model parameters {model_args}")
@@ -56,8 +59,12 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
-    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-        logger.info(f"Checkpoint detected, resuming training at {last_checkpoint}.")
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    if checkpoint:
+        resumed_at, total_steps = resume_point(checkpoint)
+        logger.info(
+            f"Resuming from {os.path.basename(os.path.normpath(checkpoint))} (step {resumed_at} of {total_steps})"
+        )
 
     ###############################
     # Load the processor and model
@@ -106,9 +113,17 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
     # Training loop
     ###############
     logger.info("*** Train ***")
-    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = train_result.metrics
+    if checkpoint:  # the whole run's mean, not only the resumed steps'
+        whole = whole_run_loss(trainer.state.log_history, resumed_at, metrics["train_loss"], trainer.state.global_step)
+        if whole is None:  # the checkpoint's step was not a logged one: say what the number covers
+            logger.warning(
+                "train_loss covers the resumed steps only (the checkpoint's step %d was not logged)", resumed_at
+            )
+            metrics["train_loss_since_resume"] = metrics.pop("train_loss")
+        else:
+            metrics["train_loss"] = whole
     metrics["train_samples"] = len(dataset)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)

@@ -282,4 +282,12 @@ def test_card_states_the_added_token_ids_and_padded_vocabulary(world, tmp_path):
     card = (out / "README.md").read_text()
     assert f"`<image>` (id {VOCAB}) and `<pad>` (id {VOCAB + 1})" in card
     assert "vocabulary padded to 448 (a multiple of 64)" in card.replace("\n", " ")
+    # What transformers does to the new rows, said as it is (not "initialised with the mean").
+    assert "sampled from a normal distribution centred on the mean of the original rows" in card.replace("\n", " ")
+    assert "initialised with the mean" not in card
+    # The parts as the converted config describes them, with parameters counted from the saved weights.
+    model = LlavaForConditionalGeneration.from_pretrained(out)
+    llm = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" not in n and "projector" not in n)
+    assert "llama decoder, 2 layers, hidden size 32, 2 attention heads, vocabulary 448" in card
+    assert "| language model | llama decoder" in card and f"{llm / 1e3:.1f}K".replace(".0K", "K") in card
     assert "HF token set" not in card and "- transformers: 5.23" in card

@@ -228,7 +228,10 @@ def test_push_results_details_then_card(hub, tmp_path, monkeypatch):
     assert entries == _entries(66.67)["pope"]
     model_card = ModelCard.load(model_tree / "README.md")
     assert model_card.data.eval_results == [*published.to_eval_results(), *measured]
-    assert model_card.text == ModelCard(card).text  # the body is kept
+    # The body is kept; `push model` made its quick start name the repo it was pushed to.
+    assert model_card.text == ModelCard(card).text.replace(
+        'model_id = "tiny-llava"', 'model_id = "hub_llava/tiny-llava"'
+    )
     pope = load_staged(hub.tree(DETAILS_REPO, "dataset"), tmp_path, monkeypatch, "pope", "latest")
     assert pope["prediction"] == ["Yes", "No", "No"]
 

@@ -100,10 +100,18 @@ def test_smoke_recipe_trains_llm_and_projector_not_vision_and_output_loads(tiny_
     assert Generator(model, processor).prompt_ids("What color is the box?", has_image=True) == expected
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dir, tmp_path):
+def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dir, tmp_path, caplog):
     checkpoints = ["--save_strategy", "steps", "--save_steps", "4"]
     full = run_recipe(tiny_dir, tmp_path / "full", *checkpoints)
+    caplog.clear()
     resumed = run_recipe(tiny_dir, tmp_path / "resumed", "--resume_from_checkpoint", str(full / "checkpoint-4"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resuming from")]
+    assert lines == ["Resuming from checkpoint-4 (step 4 of 8)"]
+    # train_loss is the whole run's mean (8 steps), as the uninterrupted run reports it, not the last 4 steps'.
+    full_loss = json.loads((full / "all_results.json").read_text())["train_loss"]
+    resumed_loss = json.loads((resumed / "all_results.json").read_text())["train_loss"]
+    losses = [e["loss"] for e in json.loads((full / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert abs(resumed_loss - full_loss) < 1e-4 and abs(resumed_loss - sum(losses[4:]) / 4) > 1e-3
     expected, got = weights(full), weights(resumed)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=key)
@@ -261,3 +269,44 @@ def test_push_to_hub_publishes_once_through_hub_llava(hub, tiny_dir, tmp_path):
     pushed = LlavaForConditionalGeneration.from_pretrained(hub.tree("hub_llava/tiny-sft"))
     local = LlavaForConditionalGeneration.from_pretrained(out)
     assert torch.equal(pushed.lm_head.weight, local.lm_head.weight)
+
+
+def test_the_card_states_only_what_the_checkpoint_is(tiny_dir, tmp_path):
+    """The tiny model's card used to claim CLIP ViT-L/14-336 and Vicuna v1.5, name `tiny-llava-sft` in its quick start
+    and a local path as its data. Now: parts described from the config with counted parameters, the quick start loads
+    the folder (and the pushed repo once pushed), the data by its Hub id and where it was read from."""
+    from huggingface_hub import ModelCard
+
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    rows = Dataset.from_parquet(str(REPO / "samples" / "sft_smoke" / "train.parquet"))
+    rows.to_parquet(str(staged / "train.parquet"))
+    (staged / "README.md").write_text(
+        '# x\n\n```python\nds = load_dataset("hub_llava/sft_smoke", split="train")\n```\n'
+    )
+    out = run_recipe(tiny_dir, tmp_path / "sft", "--dataset_name", str(staged), "--max_steps", "1")
+    text = (out / "README.md").read_text()
+    assert "ViT-L/14-336" not in text and "Vicuna" not in text  # a 2-layer, 32-wide random model is neither
+    assert "clip_vision_model vision transformer, 2 layers, hidden size 32, 28 px images in 14 px patches" in text
+    model = LlavaForConditionalGeneration.from_pretrained(out)
+    vision = sum(p.numel() for p in model.model.vision_tower.parameters())
+    assert "| vision tower | " in text and f"| {vision / 1e3:.1f}K |".replace(".0K", "K") in text
+    assert f'model_id = "{out}"' in text  # the quick start loads what exists
+    card = ModelCard(text)
+    assert card.data.datasets == ["hub_llava/sft_smoke"] and card.data.base_model is None  # the base is local
+    assert f"`hub_llava/sft_smoke`, read from the local copy `{staged}`" in text
+    push = push_model(out, "hub_llava/tiny-llava-sft", dry_run=True)
+    assert 'model_id = "hub_llava/tiny-llava-sft"' in push.card and f'model_id = "{out}"' not in push.card
+
+
+def test_a_stage_1_card_says_stage_1(tiny_dir, tmp_path):
+    data = tmp_path / "captions"
+    data.mkdir()
+    rows = Dataset.from_parquet(str(REPO / "samples" / "sft_smoke" / "train.parquet"))
+    rows = rows.filter(lambda row: len(row["images"]) > 0).map(lambda row: {"messages": row["messages"][:2]})
+    rows.to_parquet(str(data / "train.parquet"))
+    out = run_recipe(tiny_dir, tmp_path / "stage1", "--dataset_name", str(data), "--llava_template", "plain",
+                     "--image_aspect_ratio", "square", "--train_projector_only", "true", "--max_steps", "1")  # fmt: skip
+    text = (out / "README.md").read_text()
+    assert "LLaVA-1.5 stage 1 (feature alignment)" in text and "only the projector was trained" in text
+    assert "Fine-tuned" not in text

@@ -80,7 +80,8 @@ def test_stage1_trains_the_projector_only(stages):
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert state["global_step"] == 20 == len(losses)  # 8 rows / batch 4 x 10 epochs
     assert all(math.isfinite(x) for x in losses)
-    assert "llava_pretrain/repo:lcs558k (8 rows" in (stages["stage1"] / "README.md").read_text()  # its data
+    card = (stages["stage1"] / "README.md").read_text()  # its data: the Hub id, the config, the local copy, the rows
+    assert "`hub_llava/llava_pretrain` (config `lcs558k`), read from the local copy" in card and ": 8 rows" in card
 
 
 def test_stage2_starts_from_the_stage1_projector_not_a_fresh_one(stages):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from transformers import LlavaForConditionalGeneration
+from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from hub_llava.convert import build, keymap, registry, source
 from hub_llava.convert.lora import LoraMerger
 from hub_llava.convert.verify import VerifyReport
 from hub_llava.convert.verify import verify as verify_conversion
-from hub_llava.model_card import render_model_card
+from hub_llava.model_card import describe_architecture, parameter_counts, render_model_card
 from hub_llava.token_stream import TokenStream
 
 logger = logging.getLogger(__name__)
@@ -191,5 +191,6 @@ def _card(conversion: dict, published: registry.PublishedModel | None, output_di
         datasets=published.datasets if published else None,
         published=published.published if published else None,
         conversion=conversion,
+        architecture=describe_architecture(LlavaConfig.from_pretrained(output_dir), parameter_counts(output_dir)),
         citations=[published.citation] if published else None,
     )

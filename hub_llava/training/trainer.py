@@ -15,8 +15,10 @@ Resume: transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safeten
 matched and training silently went on from the initial weights. We rename the keys as `from_pretrained` does.
 """
 
+import json
 import logging
 import os
+from pathlib import Path
 
 from safetensors.torch import load_file
 from transformers.conversion_mapping import get_model_conversion_mapping
@@ -147,3 +149,23 @@ class LlavaSFTTrainer(SFTTrainer):
                 f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {result.unexpected_keys[:5]}"
             )
         logger.info("Loaded model weights from %s", path)
+
+
+def resume_point(checkpoint) -> tuple[int, int]:
+    """`(global step, total steps)` of a checkpoint folder, from its `trainer_state.json`."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return state["global_step"], state["max_steps"]
+
+
+def whole_run_loss(log_history: list[dict], resumed_at: int, call_loss: float, global_step: int) -> float | None:
+    """The mean training loss of every step of a resumed run (transformers averages only the steps of the call that
+    resumed): the steps up to the checkpoint from the logged losses (each is the mean since the previous log, rounded
+    to 4 decimals), the rest from the call's own mean. None when the checkpoint's step was not a logged step."""
+    before, last = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry and entry["step"] <= resumed_at:
+            before += entry["loss"] * (entry["step"] - last)
+            last = entry["step"]
+    if last != resumed_at or global_step <= 0:
+        return None
+    return (before + call_loss * (global_step - resumed_at)) / global_step

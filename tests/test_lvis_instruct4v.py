@@ -1,12 +1,15 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
 import datasets
 import PIL.Image
+import psutil
 import pytest
+from build_processes import kill, wait_gone, writer_once_opened
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
 from hub_llava.data.builders.lvis_instruct4v import LvisInstruct4V
@@ -359,3 +362,51 @@ def test_push_with_an_invalid_repo_id_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a repo id" in err and "Traceback" not in err
     assert (tmp_path / "out" / "repo" / "README.md").is_file()  # the staged repo is kept for the next try
+
+
+def _stall_at_image(images, relative):
+    """Replaces an image by a FIFO: the build stops where a worker opens it (`build_processes`)."""
+    path = images / relative
+    data = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    return path, data
+
+
+def _put_back(fifo, data) -> None:
+    """The real image in place of the FIFO, for later readers (staging, the next build)."""
+    fifo.unlink()
+    fifo.write_bytes(data)
+
+
+@pytest.mark.slow
+def test_a_killed_build_leaves_no_process_and_the_next_build_removes_its_folder(tmp_path, capsys):
+    raw, images = write_release(tmp_path, files=["lvis_instruct4v_220k.json", "llava_v1_5_mix665k.json"])
+    fifo, data = _stall_at_image(images, "vg/VG_100K/10.jpg")  # in mix665k: the second file, the second worker
+    out = tmp_path / "out"
+    args = ["--raw_dir", raw, "--image_root", images, "--output_dir", out, "--configs", "mix880k"]
+    script = os.path.join(REPO_ROOT, "dataset_scripts", "lvis_instruct4v.py")
+    build = subprocess.Popen([sys.executable, script, *args, "--num_proc", "2"], stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        writer = writer_once_opened(fifo, build)  # a worker is reading that image: provably mid-build
+        children = psutil.Process(build.pid).children(recursive=True)
+        assert len(children) == 3  # `datasets`' two pool workers and the manager of its progress queue
+        [folder] = os.listdir(out)
+        assert folder.startswith(".build-")
+        build.kill()  # SIGKILL: nothing of ours runs after it
+        build.wait()
+        assert wait_gone(children, timeout=5) == []
+    finally:
+        kill(children)
+    os.close(writer)
+    _put_back(fifo, data)
+    assert os.listdir(out) == [folder]  # left behind, as any killed run leaves it
+
+    assert run_script(*args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        rf"removed 1 temporary folder\(s\) that stopped runs left in {out}: {folder} \(.+B\)", lines[0]
+    )
+    assert lines[1] == "mix880k: read 11 = written 11 + rejected 0"
+    assert sorted(os.listdir(out)) == ["build_report.json", "rejects.jsonl", "repo"]

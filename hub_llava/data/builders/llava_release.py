@@ -39,6 +39,7 @@ from hub_llava.data.images import (
     check_missing_policy,
 )
 from hub_llava.data.llava_format import RejectedRecord, image_collection, llava_row, record_id
+from hub_llava.data.processes import children_die_with_parent
 from hub_llava.data.reader import ReleaseFileError, iter_records, shard_ranges
 from hub_llava.data.rejects import Counts, RejectsWriter, merge_rejects
 from hub_llava.data.schema import BASE_FEATURES
@@ -233,7 +234,10 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
         return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
 
     def _prepare_split(self, split_generator, **kwargs):
-        super()._prepare_split(split_generator, **kwargs)
+        with (
+            children_die_with_parent()
+        ):  # `datasets`' num_proc pool and its manager must not outlive us if we are killed
+            super()._prepare_split(split_generator, **kwargs)
         split = split_generator.gen_kwargs["split"]
         parts = sorted(glob.glob(os.path.join(self._parts_dir(), f"{split}-*.json")))
         counts, folders, examples = Counts(), Counter(), []

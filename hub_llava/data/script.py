@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 
 import pyarrow.compute as pc
-from datasets.utils.tqdm import disable_progress_bars
 from tqdm.auto import tqdm
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
@@ -135,7 +134,6 @@ def run(
         build (`Callable`): `build(name, cache_dir) -> BuiltConfig` for one config.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    disable_progress_bars()
     try:
         check_image_root(args.image_root)
         names = find_configs()

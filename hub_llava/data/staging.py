@@ -49,9 +49,11 @@ from datasets.arrow_writer import (
 )
 from datasets.features.features import require_decoding
 from datasets.table import InMemoryTable, embed_table_storage
+from datasets.utils import are_progress_bars_disabled
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
+from tqdm.auto import tqdm
 
 import hub_llava
 from hub_llava.cards import render
@@ -226,8 +228,9 @@ def _contiguous_shards(dataset: datasets.Dataset, num_shards: int):
         raise RuntimeError("the dataset has more rows in its cache files than it reports")
 
 
-def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
-    """Writes one shard with `datasets`' own Parquet writer, one batch at a time, images embedded (`hub_table`)."""
+def _write_shard(shard: datasets.Dataset, path: str, batch_size: int, bar: tqdm | None = None) -> int:
+    """Writes one shard with `datasets`' own Parquet writer, one batch at a time, images embedded (`hub_table`);
+    returns its rows."""
     features = shard.features
     embed = any(require_decoding(feature, ignore_decode_attribute=True) for feature in features.values())
     writer = ParquetWriter(path=path, features=features, writer_batch_size=batch_size)
@@ -238,13 +241,16 @@ def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
             batch = batch.combine_chunks()
             table = hub_table(batch, features) if embed else batch
             writer.write_table(table if table is not None else embed_table_storage(batch))
+            if bar is not None:
+                bar.update(len(batch))
         writer.finalize()
     finally:
         writer.close()
-    return path
+    return len(shard)
 
 
-def _write_shard_of(dataset: datasets.Dataset, num_shards: int, index: int, path: str, batch_size: int) -> str:
+def _write_shard_of(job: tuple[datasets.Dataset, int, int, str, int]) -> int:
+    dataset, num_shards, index, path, batch_size = job
     return _write_shard(dataset.shard(num_shards=num_shards, index=index, contiguous=True), path, batch_size)
 
 
@@ -273,15 +279,18 @@ def write_parquet_shards(
     )
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{split}-{index:05d}-of-{num_shards:05d}.parquet") for index in range(num_shards)]
-    if num_proc and num_proc > 1 and num_shards > 1:
-        jobs = [(dataset, num_shards, index, path, batch_size) for index, path in enumerate(paths)]
-        # The workers must not outlive us if we are killed.
-        with children_die_with_parent(), multiprocessing.Pool(min(num_proc, num_shards)) as pool:
-            pool.starmap(_write_shard_of, jobs)
-        return paths
-    for shard, path in zip(_contiguous_shards(dataset, num_shards), paths):
-        _write_shard(shard, path, batch_size)
-        del shard  # before the next shard is read
+    desc = f"staging {os.path.basename(folder)} ({split})"
+    with tqdm(total=len(dataset), desc=desc, unit=" rows", disable=are_progress_bars_disabled()) as bar:
+        if num_proc and num_proc > 1 and num_shards > 1:
+            jobs = [(dataset, num_shards, index, path, batch_size) for index, path in enumerate(paths)]
+            # The workers must not outlive us if we are killed; the bar moves a shard at a time.
+            with children_die_with_parent(), multiprocessing.Pool(min(num_proc, num_shards)) as pool:
+                for rows in pool.imap_unordered(_write_shard_of, jobs):
+                    bar.update(rows)
+            return paths
+        for shard, path in zip(_contiguous_shards(dataset, num_shards), paths):
+            _write_shard(shard, path, batch_size, bar)
+            del shard  # before the next shard is read
     return paths
 
 

@@ -1,3 +1,4 @@
+import errno
 import fcntl
 import os
 
@@ -62,3 +63,14 @@ def test_folder_size_does_not_follow_links(tmp_path):
     (tmp_path / "a" / "f").write_bytes(b"1234")
     os.symlink(tmp_path / "big", tmp_path / "a" / "link")
     assert folder_size(str(tmp_path / "a")) == 4 + len(str(tmp_path / "big"))  # a link's size is its target's name
+
+
+def test_without_file_locks_a_build_still_runs_and_its_folder_is_never_judged_stale(tmp_path, monkeypatch, caplog):
+    def no_locks(fd, operation):  # what flock gives on a filesystem without locks (some NFS mounts)
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    work = WorkDir.create(str(tmp_path), ".build-")
+    assert "a later run will not remove it if this one is killed" in caplog.text
+    work.close(remove=False)
+    assert remove_stale(str(tmp_path), PREFIXES) == [] and os.listdir(tmp_path) == [os.path.basename(work.path)]

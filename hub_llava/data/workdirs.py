@@ -13,9 +13,12 @@ alone (it is empty).
 """
 
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".owner.lock"
 _NEW = ".new"
@@ -43,7 +46,10 @@ class WorkDir:
         fd = None
         try:
             fd = os.open(os.path.join(new, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:  # a filesystem without locks (some NFS mounts): usable, but never judged stale
+                logger.warning("cannot lock %s (%s): a later run will not remove it if this one is killed", new, err)
             os.write(fd, f"{os.getpid()}\n".encode())  # for a person looking at it; the lock is what counts
             path = os.path.join(parent, os.path.basename(new)[len(_NEW) :])
             os.rename(new, path)

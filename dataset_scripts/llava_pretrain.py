@@ -12,6 +12,10 @@ O receives:
     O/repo/               the exact Hub repo: README.md (configs YAML + card) and lcs558k/train-*.parquet
     O/rejects.jsonl       every record not written, with its file, id and reason (more than one round, no <image>, ...)
     O/build_report.json   read = written + rejected, with reasons; command and version
+
+The three are replaced together (a build_report.json always describes the repo and rejects beside it). While it runs,
+the build works in O/.build-* and O/.staging-* and shows its progress on stderr; a run that was killed leaves them,
+and the next run into O removes them (or finishes moving a build that was staged whole) and says so.
 """
 
 import argparse

@@ -12,6 +12,10 @@ image roots (`coco/train2017`, `coco/val2017`, `gqa/images`, `ocr_vqa/images`, `
     O/repo/               the exact Hub repo: README.md (configs YAML + card) and <config>/train-*.parquet
     O/rejects.jsonl       every record not written, with its config, file, id and reason
     O/build_report.json   per config: read = written + rejected, with reasons; command and version
+
+The three are replaced together (a build_report.json always describes the repo and rejects beside it). While it runs,
+the build works in O/.build-* and O/.staging-* and shows its progress on stderr; a run that was killed leaves them,
+and the next run into O removes them (or finishes moving a build that was staged whole) and says so.
 """
 
 import argparse

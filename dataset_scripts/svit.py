@@ -15,6 +15,10 @@ too for the original configs) and, for `mix_665k`, LLaVA-1.5's other image roots
     O/repo/               the exact Hub repo: README.md (configs YAML + card) and <config>/<split>-*.parquet
     O/rejects.jsonl       every record not written, with its config, file, id and reason
     O/build_report.json   per config: read = written + rejected, with reasons; command and version
+
+The three are replaced together (a build_report.json always describes the repo and rejects beside it). While it runs,
+the build works in O/.build-* and O/.staging-* and shows its progress on stderr; a run that was killed leaves them,
+and the next run into O removes them (or finishes moving a build that was staged whole) and says so.
 """
 
 import argparse

@@ -161,7 +161,8 @@ def test_missing_ocr_vqa_images_are_named_by_default_and_nothing_is_staged(tmp_p
     out = tmp_path / "out"
     assert run_script("--raw_dir", raw, "--image_root", images, "--output_dir", out) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: config mix665k: 2 record(s) have a missing image under the image root {images}")
+    error = err[err.index("error: ") :]  # after the build's progress bar
+    assert error.startswith(f"error: config mix665k: 2 record(s) have a missing image under the image root {images}")
     assert "\n  ocr_vqa/images/140031996.jpg\n  ocr_vqa/images/1590282132.jpg\n" in err
     assert "\nmissing per folder: ocr_vqa/images 2\n" in err and "About 355 of LLaVA-1.5's OCR-VQA images" in err
     assert os.listdir(out) == []

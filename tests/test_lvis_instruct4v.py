@@ -1,12 +1,17 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 
 import datasets
 import PIL.Image
+import psutil
 import pytest
+from build_processes import kill, wait_gone, writer_once_opened
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
 from hub_llava.data.builders.lvis_instruct4v import LvisInstruct4V
@@ -356,6 +361,110 @@ def test_push_with_an_invalid_repo_id_is_a_clear_error(tmp_path, capsys):
     raw, images = write_release(tmp_path, files=["lvis_instruct4v_220k.json"])
     args = ["--raw_dir", raw, "--image_root", images, "--output_dir", tmp_path / "out", "--no_embed_images"]
     assert run_script(*args, "--push_to_hub", "--repo_id", "not a repo id", "--dry_run") == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not a repo id" in err and "Traceback" not in err
+    err = capsys.readouterr().err  # the build's progress bars, then the error
+    assert err.endswith("\n") and err.splitlines()[-1].startswith("error: ") and "not a repo id" in err
+    assert "Traceback" not in err
     assert (tmp_path / "out" / "repo" / "README.md").is_file()  # the staged repo is kept for the next try
+
+
+def _stall_at_image(images, relative):
+    """Replaces an image by a FIFO: the build stops where a worker opens it (`build_processes`)."""
+    path = images / relative
+    data = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    return path, data
+
+
+def _put_back(fifo, data) -> None:
+    """The real image in place of the FIFO, for later readers (staging, the next build)."""
+    fifo.unlink()
+    fifo.write_bytes(data)
+
+
+@pytest.mark.slow
+def test_a_killed_build_leaves_no_process_and_the_next_build_removes_its_folder(tmp_path, capsys):
+    raw, images = write_release(tmp_path, files=["lvis_instruct4v_220k.json", "llava_v1_5_mix665k.json"])
+    fifo, data = _stall_at_image(images, "vg/VG_100K/10.jpg")  # in mix665k: the second file, the second worker
+    out = tmp_path / "out"
+    args = ["--raw_dir", raw, "--image_root", images, "--output_dir", out, "--configs", "mix880k"]
+    script = os.path.join(REPO_ROOT, "dataset_scripts", "lvis_instruct4v.py")
+    build = subprocess.Popen([sys.executable, script, *args, "--num_proc", "2"], stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        writer = writer_once_opened(fifo, build)  # a worker is reading that image: provably mid-build
+        children = psutil.Process(build.pid).children(recursive=True)
+        assert len(children) == 3  # `datasets`' two pool workers and the manager of its progress queue
+        [folder] = os.listdir(out)
+        assert folder.startswith(".build-")
+        build.kill()  # SIGKILL: nothing of ours runs after it
+        build.wait()
+        assert wait_gone(children, timeout=5) == []
+    finally:
+        kill(children)
+    os.close(writer)
+    _put_back(fifo, data)
+    assert os.listdir(out) == [folder]  # left behind, as any killed run leaves it
+
+    assert run_script(*args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        rf"removed 1 temporary folder\(s\) that stopped runs left in {out}: {folder} \(.+B\)", lines[0]
+    )
+    assert lines[1] == "mix880k: read 11 = written 11 + rejected 0"
+    assert sorted(os.listdir(out)) == ["build_report.json", "rejects.jsonl", "repo"]
+
+
+def _progress_lines(stream, lines: list[str]) -> None:
+    # tqdm redraws a bar with "\r": each redraw is a line here.
+    buffer = ""
+    for chunk in iter(lambda: stream.read1(4096).decode("utf-8", errors="replace"), ""):
+        *done, buffer = re.split(r"[\r\n]", buffer + chunk)
+        lines += [line for line in done if line.strip()]
+
+
+PROGRESS = re.compile(r"^mix880k \(train\): .*read ([\d,]+) = written ([\d,]+) \+ rejected ([\d,]+), [\d,]+ records/s")
+
+
+def _counts(lines: list[str]) -> list[tuple[int, int, int]]:
+    """(read, written, rejected) of each progress line."""
+    matches = filter(None, map(PROGRESS.match, lines))
+    return [tuple(int(n.replace(",", "")) for n in match.groups()) for match in matches]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_a_long_build_shows_its_progress_and_its_counts_add_up(tmp_path, num_proc):
+    raw, images = write_release(tmp_path, files=["llava_v1_5_mix665k.json"])
+    first = lvis_records() + [record for record, _ in BAD_RECORDS]  # read 8 = written 4 + rejected 4
+    (raw / "lvis_instruct4v_220k.json").write_text(json.dumps(first), encoding="utf-8")
+    fifo, data = _stall_at_image(images, "vg/VG_100K/10.jpg")  # holds the build in its second file
+    args = ["--raw_dir", raw, "--image_root", images, "--output_dir", tmp_path / "out", "--configs", "mix880k"]
+    script = os.path.join(REPO_ROOT, "dataset_scripts", "lvis_instruct4v.py")
+    command = [sys.executable, script, *map(str, args), "--num_proc", str(num_proc)]
+    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    reader = threading.Thread(target=_progress_lines, args=(build.stderr, lines))
+    reader.start()
+    try:
+        writer = writer_once_opened(fifo, build)
+        held = len(lines)
+        deadline = time.monotonic() + 60
+        while _counts(lines[held:]).count((8, 4, 4)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        held_counts = _counts(lines[held:])
+        _put_back(fifo, data)
+        os.write(writer, data)  # to the reader waiting on the FIFO: the build goes on
+        os.close(writer)
+        assert build.wait(timeout=120) == 0
+    finally:
+        build.kill()
+        reader.join()
+    # While the build waited, the bar was still redrawn every second, with the first file's counts (with num_proc,
+    # summed over the workers: the second one had not finished a slice).
+    assert held_counts.count((8, 4, 4)) >= 2
+    counts = _counts(lines)
+    assert all(read == written + rejected for read, written, rejected in counts)
+    assert counts == sorted(counts) and counts[-1] == (15, 11, 4)  # never backwards, ending on the totals
+    assert [line for line in lines if PROGRESS.match(line)][-1].startswith("mix880k (train): 100%|")
+    assert "mix880k: read 15 = written 11 + rejected 4 (" in build.stdout.read().decode()

@@ -114,6 +114,31 @@ def test_iter_records_gives_the_streaming_readers_records(tmp_path, small_slices
     assert read[33]["id"] == "000000000033"
 
 
+def _read_reporting_offsets(path, start, end):
+    read, reported = [], []  # reported: (offset, records handed over when it was reported)
+    on_slice = lambda offset: reported.append((offset, len(read)))  # noqa: E731
+    for record in iter_records(path, start, end, lambda r: "conversations" in r, on_slice):
+        read.append(record)
+    return read, reported
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_iter_records_reports_each_slice_end_once_its_records_are_handed_over(tmp_path, small_slices, num_shards):
+    records = _records(300)
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    read = []
+    for start, end in shard_ranges(path, num_shards, lambda r: "conversations" in r):
+        records_of_range, reported = _read_reporting_offsets(path, start, end)
+        offsets = [offset for offset, _ in reported]
+        assert len(offsets) > 3 and offsets == sorted(set(offsets)) and offsets[0] > start and offsets[-1] == end
+        for offset, handed_over in reported:  # a record boundary, with exactly the records before it handed over
+            rest = list(iter_json_array(path, offset, end)) if offset < end else []
+            assert 0 < handed_over and rest == records_of_range[handed_over:]
+        read += records_of_range
+    assert read == records
+
+
 def test_iter_records_decodes_a_well_formed_file_without_the_streaming_reader(tmp_path, small_slices, monkeypatch):
     records = _records(100)
     path = tmp_path / "release.json"

@@ -1,5 +1,8 @@
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 
 import datasets
@@ -12,6 +15,7 @@ from datasets.table import embed_table_storage
 
 from hub_llava.data.rejects import Counts
 from hub_llava.data.schema import BASE_FEATURES
+from hub_llava.data.script import clean_output_dir
 from hub_llava.data.staging import (
     BuiltConfig,
     feature_type,
@@ -175,6 +179,126 @@ def test_a_failed_run_leaves_the_previous_one_untouched(tmp_path):
         stage_repo(configs, str(out), card_template=TEMPLATE, card_context={"repo_id": "x/y"}, card_data=CARD_DATA)
     assert {name: os.path.getmtime(out / name) for name in os.listdir(out)} == before
     assert json.loads((out / "build_report.json").read_text())["command"] == "first"
+
+
+class Stopped(BaseException):
+    """Raised in place of a rename: the run stops there, as a kill would stop it (no `except Exception` catches it)."""
+
+
+def _build(tmp_path, tag: str, rows: int, rejected: int) -> list[BuiltConfig]:
+    counts = Counts(rows + rejected, rows, Counter({"no conversations": rejected}))
+    dataset = _dataset(tmp_path / tag, rows)
+    rejects = _rejects(tmp_path, tag, rejected)
+    return [BuiltConfig("mix730k", {"train": dataset}, counts, rejects_path=rejects, default=True)]
+
+
+OLD, NEW = {"rows": 4, "rejected": 1}, {"rows": 6, "rejected": 3}
+
+
+def _stage(configs, out, command: str) -> str:
+    return stage_repo(
+        configs, str(out), card_template=TEMPLATE, card_context=CONTEXT, card_data=CARD_DATA, command=command
+    )
+
+
+def _builds_on_show(out) -> dict[str, str | None]:
+    """Which build ("old", "new") each output in `out` is (`None`: absent), told by its command, rejects and rows."""
+    by_rows = {OLD["rows"]: "old", NEW["rows"]: "new"}
+    by_rejects = {OLD["rejected"]: "old", NEW["rejected"]: "new"}
+    shards = sorted((out / "repo" / "mix730k").glob("train-*.parquet")) if (out / "repo").exists() else []
+    rows = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
+    assert not shards or (out / "repo" / "README.md").exists()  # the repo moves as one folder
+    return {
+        "report": json.loads((out / "build_report.json").read_text())["command"]
+        if (out / "build_report.json").exists()
+        else None,
+        "rejects": by_rejects[len((out / "rejects.jsonl").read_text().splitlines())]
+        if (out / "rejects.jsonl").exists()
+        else None,
+        "repo": by_rows[rows] if shards else None,
+    }
+
+
+def _renames_stopping_at(monkeypatch, stop_at: int | None, calls: list) -> None:
+    # Only the OS boundary is replaced: every rename, ours or a library's, counts as a step.
+    for name in ("rename", "replace"):
+        real = getattr(os, name)
+
+        def call(*args, _real=real, **kwargs):
+            calls.append(args)
+            if len(calls) - 1 == stop_at:
+                raise Stopped(args)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(os, name, call)
+
+
+@pytest.mark.slow
+def test_a_build_stopped_at_any_rename_leaves_the_old_build_or_the_new_one_whole(tmp_path, monkeypatch):
+    old, new = _build(tmp_path, "old", **OLD), _build(tmp_path, "new", **NEW)
+    _stage(old, tmp_path / "dry", "old")
+    steps = []
+    with monkeypatch.context() as patch:
+        _renames_stopping_at(patch, None, steps)
+        _stage(new, tmp_path / "dry", "new")
+
+    outcomes = []
+    for stop_at in range(len(steps)):
+        out = tmp_path / f"stopped_at_{stop_at}"
+        _stage(old, out, "old")
+        with monkeypatch.context() as patch:
+            _renames_stopping_at(patch, stop_at, [])
+            with pytest.raises(Stopped):
+                _stage(new, out, "new")
+        shown = _builds_on_show(out)
+        # A report in `out` (what says a build is finished) always describes the repo and rejects beside it.
+        assert shown["report"] is None or set(shown.values()) == {shown["report"]}, (stop_at, steps[stop_at], shown)
+        # The next run puts `out` right, with one whole build in it and nothing else.
+        lines = clean_output_dir(str(out))
+        after = _builds_on_show(out)
+        assert None not in after.values() and len(set(after.values())) == 1, (stop_at, steps[stop_at], after)
+        assert sorted(os.listdir(out)) == ["build_report.json", "rejects.jsonl", "repo"]
+        assert any(line.startswith("finished moving the build") for line in lines) == (after["report"] == "new")
+        outcomes.append(after["report"])
+    # The old build until the staged report is in place (the new build whole from then on), then the new one.
+    whole = next(i for i, args in enumerate(steps) if str(args[1]).endswith(os.sep + "build_report.json"))
+    assert ".staging-" in str(steps[whole][1]) and len(steps) - whole > 4
+    assert outcomes == ["old"] * (whole + 1) + ["new"] * (len(steps) - whole - 1)
+
+
+# Stages NEW over the build in argv[2] and is killed (SIGKILL) as it moves the new repo in, the old one being aside
+# already: the instant at which `out` holds no repo at all.
+KILLED_MID_MOVE = """
+import os, signal, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+from test_staging import NEW, _build, _stage
+from pathlib import Path
+
+tmp, out = Path(sys.argv[3]), Path(sys.argv[2])
+configs = _build(tmp, "new", **NEW)
+replace = os.replace
+def killing(source, target, **kwargs):
+    if str(target) == str(out / "repo"):
+        assert not os.path.exists(target)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, target, **kwargs)
+os.replace = killing
+_stage(configs, out, "new")
+"""
+
+
+@pytest.mark.slow
+def test_a_build_killed_mid_move_is_finished_by_the_next_run(tmp_path):
+    out = tmp_path / "out"
+    _stage(_build(tmp_path, "old", **OLD), out, "old")
+    child = [sys.executable, "-c", KILLED_MID_MOVE, __file__, str(out), str(tmp_path / "child")]
+    assert subprocess.run(child, capture_output=True).returncode == -signal.SIGKILL
+    assert _builds_on_show(out) == {"report": None, "rejects": "old", "repo": None}  # nothing claims to be finished
+    [staging] = [name for name in os.listdir(out) if name.startswith(".staging-")]
+    [line] = clean_output_dir(str(out))  # what the dataset scripts do first
+    assert line == f"finished moving the build that the stopped run staged in {staging} into place"
+    assert _builds_on_show(out) == {"report": "new", "rejects": "new", "repo": "new"}
+    assert sorted(os.listdir(out)) == ["build_report.json", "rejects.jsonl", "repo"]
 
 
 def test_card_helpers():

@@ -177,6 +177,7 @@ def iter_records(
     start: int = 0,
     end: int | None = None,
     is_record: Callable[[dict], bool] = lambda r: isinstance(r, dict),
+    on_slice: Callable[[int], None] | None = None,
 ) -> Iterator:
     """Yields the same elements as `iter_json_array(path, start, end)`, and raises the same errors, decoding slices of
     about `SLICE_BYTES` with orjson (see the module docstring).
@@ -191,6 +192,9 @@ def iter_records(
         is_record (`Callable`, *optional*):
             Accepts a decoded candidate as a real record, to cut slices between records rather than between the
             objects inside one (a wrong cut only costs speed: its slice does not decode and is re-read).
+        on_slice (`Callable[[int], None]`, *optional*):
+            Called with the byte offset reached once the records before it have all been yielded (after each slice,
+            about every `SLICE_BYTES`, and at `end`): how far through the range the caller is, for progress.
 
     Raises:
         `ReleaseFileError`: as `iter_json_array`.
@@ -223,6 +227,8 @@ def iter_records(
             yield from elements
             yielded += len(elements)
             rest, offset = bytes(buf[1 + cut : 1 + size_read]), offset + cut
+            if on_slice is not None:
+                on_slice(offset)
         else:
             return
     # A slice that neither decoder accepts: the streaming reader re-reads the range and raises its usual error.
@@ -230,6 +236,8 @@ def iter_records(
     for _ in range(yielded):
         next(records)
     yield from records
+    if on_slice is not None:
+        on_slice(end)
 
 
 def _find_cut(buf: bytearray, stop: int, is_record) -> int | None:

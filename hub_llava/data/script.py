@@ -9,17 +9,25 @@ import argparse
 import logging
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 
 import pyarrow.compute as pc
-from datasets.utils.tqdm import disable_progress_bars
+from tqdm.auto import tqdm
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
 from hub_llava.data.images import MISSING_POLICIES, ImageRootError, MissingImagesError, check_image_root
-from hub_llava.data.staging import REJECTS_FILE, REPORT_FILE, BuiltConfig, stage_repo
+from hub_llava.data.staging import (
+    REJECTS_FILE,
+    REPORT_FILE,
+    STAGING_PREFIX,
+    BuiltConfig,
+    finish_interrupted_moves,
+    stage_repo,
+)
+from hub_llava.data.workdirs import WorkDir, remove_stale
+
+BUILD_PREFIX = ".build-"  # the builders' cache during a run, inside output_dir
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, default_repo_id: str, configs: list[str]) -> None:
@@ -93,6 +101,20 @@ def count_line(name: str, counts) -> str:
     return line + (f" ({reasons})" if reasons else "")
 
 
+def clean_output_dir(output_dir: str) -> list[str]:
+    """Puts `output_dir` right after runs that were stopped: finishes a move into place that one left half done and
+    removes the temporary folders they left (never one that a running build owns); returns what to tell the user."""
+    lines = [
+        f"finished moving the build that the stopped run staged in {name} into place"
+        for name in finish_interrupted_moves(output_dir)
+    ]
+    removed = remove_stale(output_dir, (BUILD_PREFIX, STAGING_PREFIX))
+    if removed:
+        folders = ", ".join(f"{name} ({tqdm.format_sizeof(size, 'B')})" for name, size in removed)
+        lines.append(f"removed {len(removed)} temporary folder(s) that stopped runs left in {output_dir}: {folders}")
+    return lines
+
+
 def run(
     args: argparse.Namespace,
     argv: list[str],
@@ -112,14 +134,14 @@ def run(
         build (`Callable`): `build(name, cache_dir) -> BuiltConfig` for one config.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    disable_progress_bars()
     try:
         check_image_root(args.image_root)
         names = find_configs()
         os.makedirs(args.output_dir, exist_ok=True)
-        cache_dir = tempfile.mkdtemp(prefix=".build-", dir=args.output_dir)
-        try:
-            built = [build(name, cache_dir) for name in names]
+        for line in clean_output_dir(args.output_dir):
+            print(line)
+        with WorkDir.create(args.output_dir, BUILD_PREFIX) as cache:
+            built = [build(name, cache.path) for name in names]
             default = default_config if default_config in names else names[0]
             for config in built:
                 config.default = config.name == default
@@ -133,8 +155,6 @@ def run(
                 max_shard_size=args.max_shard_size,
                 num_proc=args.num_proc,
             )
-        finally:
-            shutil.rmtree(cache_dir, ignore_errors=True)
     except (ImageRootError, MissingImagesError, ReleaseBuildError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

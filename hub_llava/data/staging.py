@@ -17,8 +17,16 @@ embedded and stored paths cut to their basename as `embed_table_storage` does, `
 exactly as the pushed repo. Images are embedded while each shard is written, batch by batch (`hub_table`): a build
 only needs to reference them, and every image byte is written once (`tests/test_staging.py` checks the files against
 `push_to_hub`'s own steps).
-Everything is written into a temporary folder inside `output_dir` and moved into place at the end: an interrupted run
-never leaves something that looks finished.
+Everything is written into a `.staging-*` folder inside `output_dir`, owned by the running process
+(`hub_llava.data.workdirs`), and moved into place at the end, so that a build is never lost and never mixed with
+another: the three outputs belong together, and `build_report.json` is what says a build is finished. Once the staged
+report is written (atomically, last), the staged build is whole; the move then takes the old report out first, swaps
+`repo/` and `rejects.jsonl`, and moves the new report in last. At every instant a report in `output_dir` describes
+the repo and rejects beside it (the old build before the move, the new one after it), and the disk holds the old
+build whole (before the move) or the new one (in `output_dir` and the staging folder during the move). A run
+stopped during the move leaves its staging folder, report inside: the next run (`finish_interrupted_moves`, called
+by `stage_repo` and the dataset scripts) completes the move before anything else. One build at a time per
+`output_dir`.
 """
 
 import datetime
@@ -27,9 +35,7 @@ import logging
 import mmap
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 import datasets
@@ -43,19 +49,25 @@ from datasets.arrow_writer import (
 )
 from datasets.features.features import require_decoding
 from datasets.table import InMemoryTable, embed_table_storage
+from datasets.utils import are_progress_bars_disabled
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
+from tqdm.auto import tqdm
 
 import hub_llava
 from hub_llava.cards import render
+from hub_llava.data.processes import children_die_with_parent
 from hub_llava.data.rejects import Counts, read_rejects
+from hub_llava.data.workdirs import WorkDir, stale_work_dirs
 
 logger = logging.getLogger(__name__)
 
 REPO_DIR = "repo"
 REJECTS_FILE = "rejects.jsonl"
 REPORT_FILE = "build_report.json"
+STAGING_PREFIX = ".staging-"  # the folder a build is staged in, inside output_dir (`workdirs.WorkDir`)
+REPLACED_DIR = "replaced"  # inside it: the outputs a build replaced, removed with the folder
 
 
 @dataclass
@@ -216,8 +228,9 @@ def _contiguous_shards(dataset: datasets.Dataset, num_shards: int):
         raise RuntimeError("the dataset has more rows in its cache files than it reports")
 
 
-def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
-    """Writes one shard with `datasets`' own Parquet writer, one batch at a time, images embedded (`hub_table`)."""
+def _write_shard(shard: datasets.Dataset, path: str, batch_size: int, bar: tqdm | None = None) -> int:
+    """Writes one shard with `datasets`' own Parquet writer, one batch at a time, images embedded (`hub_table`);
+    returns its rows."""
     features = shard.features
     embed = any(require_decoding(feature, ignore_decode_attribute=True) for feature in features.values())
     writer = ParquetWriter(path=path, features=features, writer_batch_size=batch_size)
@@ -228,13 +241,16 @@ def _write_shard(shard: datasets.Dataset, path: str, batch_size: int) -> str:
             batch = batch.combine_chunks()
             table = hub_table(batch, features) if embed else batch
             writer.write_table(table if table is not None else embed_table_storage(batch))
+            if bar is not None:
+                bar.update(len(batch))
         writer.finalize()
     finally:
         writer.close()
-    return path
+    return len(shard)
 
 
-def _write_shard_of(dataset: datasets.Dataset, num_shards: int, index: int, path: str, batch_size: int) -> str:
+def _write_shard_of(job: tuple[datasets.Dataset, int, int, str, int]) -> int:
+    dataset, num_shards, index, path, batch_size = job
     return _write_shard(dataset.shard(num_shards=num_shards, index=index, contiguous=True), path, batch_size)
 
 
@@ -263,14 +279,18 @@ def write_parquet_shards(
     )
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{split}-{index:05d}-of-{num_shards:05d}.parquet") for index in range(num_shards)]
-    if num_proc and num_proc > 1 and num_shards > 1:
-        jobs = [(dataset, num_shards, index, path, batch_size) for index, path in enumerate(paths)]
-        with multiprocessing.Pool(min(num_proc, num_shards)) as pool:
-            pool.starmap(_write_shard_of, jobs)
-        return paths
-    for shard, path in zip(_contiguous_shards(dataset, num_shards), paths):
-        _write_shard(shard, path, batch_size)
-        del shard  # before the next shard is read
+    desc = f"staging {os.path.basename(folder)} ({split})"
+    with tqdm(total=len(dataset), desc=desc, unit=" rows", disable=are_progress_bars_disabled()) as bar:
+        if num_proc and num_proc > 1 and num_shards > 1:
+            jobs = [(dataset, num_shards, index, path, batch_size) for index, path in enumerate(paths)]
+            # The workers must not outlive us if we are killed; the bar moves a shard at a time.
+            with children_die_with_parent(), multiprocessing.Pool(min(num_proc, num_shards)) as pool:
+                for rows in pool.imap_unordered(_write_shard_of, jobs):
+                    bar.update(rows)
+            return paths
+        for shard, path in zip(_contiguous_shards(dataset, num_shards), paths):
+            _write_shard(shard, path, batch_size, bar)
+            del shard  # before the next shard is read
     return paths
 
 
@@ -370,20 +390,28 @@ def stage_repo(
         "configs": {config.name: {**config.counts.to_dict(), "num_rows": config.num_rows} for config in configs},
     }
     os.makedirs(output_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".staging-", dir=output_dir)
+    finish_interrupted_moves(output_dir)  # an earlier build staged whole goes in first: this one replaces it
+    work = WorkDir.create(output_dir, STAGING_PREFIX)
     try:
-        repo = os.path.join(work, REPO_DIR)
+        repo = os.path.join(work.path, REPO_DIR)
         sizes = {config.name: _write_config(config, repo, max_shard_size, num_proc) for config in configs}
         body = _card_body(configs, card_template, card_context, report)
         DatasetCard(f"---\n{_card_yaml(configs, sizes, card_data)}\n---\n\n{body}").save(
             os.path.join(repo, "README.md")
         )
-        _write_rejects(configs, os.path.join(work, REJECTS_FILE))
-        with open(os.path.join(work, REPORT_FILE), "w", encoding="utf-8") as f:
+        _write_rejects(configs, os.path.join(work.path, REJECTS_FILE))
+        partial = os.path.join(work.path, REPORT_FILE + ".partial")
+        with open(partial, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
-        _move_into_place(work, output_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        os.replace(partial, os.path.join(work.path, REPORT_FILE))  # the staged build is whole from here on
+        _move_into_place(work.path, output_dir)
+    except BaseException:
+        staged = os.path.exists(os.path.join(work.path, REPORT_FILE))
+        if staged:
+            logger.warning("the build staged in %s is whole; the next run moves it into place", work.path)
+        work.close(remove=not staged)
+        raise
+    work.close()
     return os.path.join(output_dir, REPO_DIR)
 
 
@@ -424,12 +452,43 @@ def _card_body(configs: list[BuiltConfig], card_template: str, card_context: dic
 
 
 def _move_into_place(work: str, output_dir: str) -> None:
-    # The old outputs go first, the report (the sign of a finished run) comes last.
-    for name in (REPORT_FILE, REJECTS_FILE, REPO_DIR):
-        target = os.path.join(output_dir, name)
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        elif os.path.exists(target):
-            os.remove(target)
-    for name in (REPO_DIR, REJECTS_FILE, REPORT_FILE):
-        os.replace(os.path.join(work, name), os.path.join(output_dir, name))
+    """Moves the build staged in `work` into `output_dir` (see the module docstring for the order and why).
+
+    Resumable: each step checks what an interrupted call already did, so `finish_interrupted_moves` runs this again
+    on a stopped run's folder. The old build's outputs go to `work/replaced/`, removed with `work`.
+    """
+    replaced = os.path.join(work, REPLACED_DIR)
+    os.makedirs(replaced, exist_ok=True)
+    report = os.path.join(output_dir, REPORT_FILE)
+    if os.path.exists(os.path.join(work, REPORT_FILE)) and os.path.exists(report):
+        os.replace(report, os.path.join(replaced, REPORT_FILE))  # from here nothing claims the old repo is current
+    for name in (REPO_DIR, REJECTS_FILE, REPORT_FILE):  # the report last: the sign of a finished build
+        staged, target = os.path.join(work, name), os.path.join(output_dir, name)
+        if not os.path.lexists(staged):
+            continue  # moved in by the interrupted call
+        if os.path.isdir(target) and not os.path.islink(target):
+            os.rename(target, os.path.join(replaced, name))  # a folder cannot be replaced in one step
+        os.replace(staged, target)
+
+
+def finish_interrupted_moves(output_dir: str) -> list[str]:
+    """Completes the moves into place that stopped runs left half done (their staging folder holds a staged report),
+    oldest first, and removes those folders; returns their names. A staging folder without a report was stopped
+    before its build was whole: `output_dir` still holds the old build, and `workdirs.remove_stale` removes it."""
+    stopped = []
+    for work_dir in stale_work_dirs(output_dir, (STAGING_PREFIX,)):
+        report = os.path.join(work_dir.path, REPORT_FILE)
+        if os.path.exists(report):
+            stopped.append((os.path.getmtime(report), work_dir))
+        else:
+            work_dir.close(remove=False)
+    finished = []
+    try:
+        for _, work_dir in sorted(stopped, key=lambda item: item[0]):
+            _move_into_place(work_dir.path, output_dir)
+            finished.append(os.path.basename(work_dir.path))
+            work_dir.close()
+    finally:
+        for _, work_dir in stopped:
+            work_dir.close(remove=False)  # gives up the lock of any not finished (no-op for the others)
+    return finished

@@ -39,6 +39,8 @@ from hub_llava.data.images import (
     check_missing_policy,
 )
 from hub_llava.data.llava_format import RejectedRecord, image_collection, llava_row, record_id
+from hub_llava.data.processes import children_die_with_parent
+from hub_llava.data.progress import RangeCounts, show_progress
 from hub_llava.data.reader import ReleaseFileError, iter_records, shard_ranges
 from hub_llava.data.rejects import Counts, RejectsWriter, merge_rejects
 from hub_llava.data.schema import BASE_FEATURES
@@ -148,9 +150,12 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
         )
         batch_size = self.config.batch_size or (100 if self.config.embed_images else 2000)
         schema = self.info.features.arrow_schema
+        # The counts `_prepare_split` shows (none when streaming: nothing is prepared, nothing shown).
+        path = self._progress_path(split)
+        progress = RangeCounts(path) if os.path.exists(path) else None
         for shard in shards:
             part = os.path.join(self._parts_dir(), f"{split}-{shard['index']:05d}")
-            tables = self._shard_tables(shard, part, resolver, batch_size, schema, split)
+            tables = self._shard_tables(shard, part, resolver, batch_size, schema, split, progress)
             for batch_index, table in enumerate(tables):
                 yield Key(shard["index"], batch_index), table
 
@@ -164,17 +169,30 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
         return True
 
     def _shard_tables(
-        self, shard: dict, part: str, resolver: ImageResolver, batch_size: int, schema: pa.Schema, split: str = "train"
+        self,
+        shard: dict,
+        part: str,
+        resolver: ImageResolver,
+        batch_size: int,
+        schema: pa.Schema,
+        split: str = "train",
+        progress: RangeCounts | None = None,
     ):
         counts, missing, missing_folders = Counts(), [], Counter()
         rows = []
+
+        def report(offset: int) -> None:  # between two slices of the reader: every record read is a row or a reject
+            if progress is not None:
+                accepted = counts.written + len(rows)
+                progress.set(shard["index"], counts.read, accepted, rejects.count, offset - shard["start"])
+
         # The garbage collector is paused while this loop reads and converts records (trees of dicts and lists: no
         # cycles), and runs as usual while `datasets` writes each table (measured in BENCHMARKS.md).
         collect = gc.isenabled()
         gc.disable()
         with RejectsWriter(part + ".jsonl") as rejects:
             try:
-                for record in iter_records(shard["path"], shard["start"], shard["end"], _is_record):
+                for record in iter_records(shard["path"], shard["start"], shard["end"], _is_record, report):
                     if not self._in_split(record, split):
                         continue
                     counts.read += 1
@@ -201,6 +219,7 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
             finally:
                 if collect:
                     gc.enable()
+            report(shard["end"])
             if rows:
                 counts.written += len(rows)
                 yield self._table(rows, schema)
@@ -232,9 +251,18 @@ class LlavaReleaseBuilder(datasets.ArrowBasedBuilder):
         """A batch of rows as an Arrow table (a release with columns from elsewhere adds them here)."""
         return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
 
+    def _progress_path(self, split: str) -> str:
+        return os.path.join(self._parts_dir(), f"{split}.progress")
+
     def _prepare_split(self, split_generator, **kwargs):
-        super()._prepare_split(split_generator, **kwargs)
-        split = split_generator.gen_kwargs["split"]
+        split, shards = split_generator.gen_kwargs["split"], split_generator.gen_kwargs["shards"]
+        os.makedirs(self._parts_dir(), exist_ok=True)
+        progress = RangeCounts.create(self._progress_path(split), len(shards))
+        total_bytes = sum(shard["end"] - shard["start"] for shard in shards)
+        # `datasets`' num_proc pool and its manager must not outlive us if we are killed.
+        with children_die_with_parent(), show_progress(progress, total_bytes, f"{self.config.name} ({split})"):
+            super()._prepare_split(split_generator, **kwargs)
+        os.remove(progress.path)
         parts = sorted(glob.glob(os.path.join(self._parts_dir(), f"{split}-*.json")))
         counts, folders, examples = Counts(), Counter(), []
         for path in parts:

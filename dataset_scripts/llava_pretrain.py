@@ -29,6 +29,7 @@ from hub_llava.data.builders.llava_pretrain import (
     META_COLUMNS,
     LlavaPretrain,
 )
+from hub_llava.data.rejects import check_nonempty
 from hub_llava.data.script import add_common_arguments, builder_image_options, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
@@ -62,7 +63,9 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)
-    counts, dataset = builder.counts(), builder.as_dataset("train")
+    counts = builder.counts()
+    check_nonempty(name, counts, builder.rejects_path())
+    dataset = builder.as_dataset("train")
     extra, line = {"meta_rows": builder.meta_rows()}, count_line(name, counts)
     if extra["meta_rows"] is not None:
         extra["meta_columns"] = [column for column in META_COLUMNS if column in dataset.column_names]

@@ -24,6 +24,7 @@ import argparse
 import sys
 
 from hub_llava.data.builders.llava_v1_5 import CONFIGS, DEFAULT_CONFIG, LlavaV15
+from hub_llava.data.rejects import check_nonempty
 from hub_llava.data.script import (
     add_common_arguments,
     builder_image_options,
@@ -61,7 +62,9 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         cache_dir=cache_dir,
     )
     builder.download_and_prepare(num_proc=args.num_proc)
-    counts, dataset = builder.counts(), builder.as_dataset("train")
+    counts = builder.counts()
+    check_nonempty(name, counts, builder.rejects_path())
+    dataset = builder.as_dataset("train")
     sources = source_counts(dataset)
     print(count_line(name, counts) + "; rows by source: " + ", ".join(f"{s} {n:,}" for s, n in sources.items()))
     return BuiltConfig(

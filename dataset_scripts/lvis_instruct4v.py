@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from hub_llava.data.builders.lvis_instruct4v import CONFIGS, LvisInstruct4V
+from hub_llava.data.rejects import check_nonempty
 from hub_llava.data.script import add_common_arguments, builder_image_options, configs_present, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
@@ -60,6 +61,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
     builder.download_and_prepare(num_proc=args.num_proc)
     counts = builder.counts()
     print(count_line(name, counts))
+    check_nonempty(name, counts, builder.rejects_path())
     return BuiltConfig(
         name=name,
         splits={"train": builder.as_dataset("train")},

@@ -35,7 +35,7 @@ from hub_llava.data.builders.svit import (
     qa_count,
     repeated_ids,
 )
-from hub_llava.data.rejects import Counts
+from hub_llava.data.rejects import Counts, check_nonempty
 from hub_llava.data.script import add_common_arguments, builder_image_options, count_line, run
 from hub_llava.data.staging import BuiltConfig
 
@@ -119,6 +119,7 @@ def build(args, name: str, cache_dir: str) -> BuiltConfig:
         for split in builder.info.splits:
             with open(builder.rejects_path(split), encoding="utf-8") as f:
                 shutil.copyfileobj(f, out)
+    check_nonempty(name, counts, rejects)
     return BuiltConfig(
         name=name, splits=splits, counts=counts, rejects_path=rejects, description=DESCRIPTIONS[name], extra=extra
     )

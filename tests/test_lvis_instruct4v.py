@@ -2,6 +2,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -249,6 +250,28 @@ def test_missing_images_can_be_skipped_into_the_rejects(tmp_path, capsys):
     assert "mix730k: read 11 = written 10 + rejected 1 (missing image: 1)" in capsys.readouterr().out
     [reject] = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert (reject["id"], reject["reason"]) == ("1", "missing image: vg/VG_100K_2/1.jpg")
+
+
+def test_a_config_with_every_record_rejected_is_one_clear_error(tmp_path, capsys):
+    """Nothing to stage: one error line naming the config, the reasons and the first records (their rejects file is
+    temporary), and a previous build in the output folder is left as it was (it used to end in datasets' traceback
+    "Instruction 'train' corresponds to no data!")."""
+    raw, images = write_release(tmp_path, files=["lvis_instruct4v_220k.json"])  # every record has an image
+    out = tmp_path / "out"
+    assert run_script("--raw_dir", raw, "--image_root", images, "--output_dir", out, "--no_embed_images") == 0
+    before = sorted(os.listdir(out))
+    shutil.rmtree(images / "coco")
+    (images / "coco").mkdir()  # the root and a folder still exist: every record's image is missing
+    rejected = run_script("--raw_dir", raw, "--image_root", images, "--output_dir", out, "--missing_images", "skip")
+    err = capsys.readouterr().err
+    assert rejected == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert (
+        line.startswith("error: config lvis_instruct4v: none of its ")
+        and "records could be converted (missing image: " in line
+    )
+    assert "first: '" in line and "nothing to stage; the output folder was left as it was" in line
+    assert sorted(os.listdir(out)) == before
 
 
 def test_corrupt_image_is_rejected(tmp_path):

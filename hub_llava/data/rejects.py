@@ -89,3 +89,28 @@ def merge_rejects(pattern: str, output_path: str) -> Counter:
             reasons[reason_key(row["reason"])] += 1
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return reasons
+
+
+class EmptyConfigError(ValueError):
+    """A config none of whose records could be converted: there is nothing to stage (the message says why)."""
+
+
+def check_nonempty(name: str, counts: Counts, rejects_path: str | None, examples: int = 3) -> None:
+    """Raises `EmptyConfigError` when a config wrote no row, naming the reasons and the first rejected records (the
+    build's rejects file is temporary: the message is where they are seen)."""
+    if counts.written:
+        return
+    first = []
+    if rejects_path and os.path.isfile(rejects_path):
+        with open(rejects_path, encoding="utf-8") as f:
+            for line in f:
+                if len(first) == examples:
+                    break
+                row = json.loads(line)
+                first.append(f"{row.get('id')!r}: {row.get('reason')}")
+    reasons = ", ".join(f"{reason}: {n:,}" for reason, n in counts.rejected.most_common())
+    raise EmptyConfigError(
+        f"config {name}: none of its {counts.read:,} records could be converted"
+        + (f" ({reasons}; first: {'; '.join(first)})" if counts.read else " (the file holds no record)")
+        + ", so there is nothing to stage; the output folder was left as it was"
+    )

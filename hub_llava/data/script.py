@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hub_llava.data.builders.llava_release import ReleaseBuildError
 from hub_llava.data.images import MISSING_POLICIES, ImageRootError, MissingImagesError, check_image_root
+from hub_llava.data.rejects import EmptyConfigError
 from hub_llava.data.staging import (
     REJECTS_FILE,
     REPORT_FILE,
@@ -155,7 +156,7 @@ def run(
                 max_shard_size=args.max_shard_size,
                 num_proc=args.num_proc,
             )
-    except (ImageRootError, MissingImagesError, ReleaseBuildError, FileNotFoundError) as err:
+    except (ImageRootError, MissingImagesError, ReleaseBuildError, EmptyConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"staged Hub repo: {repo}")

@@ -1,8 +1,13 @@
 import errno
 import fcntl
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
-import pytest
+import psutil
 
 from hub_llava.data.workdirs import LOCK_FILE, WorkDir, folder_size, remove_stale, stale_work_dirs
 
@@ -13,10 +18,10 @@ def test_a_work_dir_appears_under_its_name_already_locked_and_goes_when_closed(t
     work = WorkDir.create(str(tmp_path), ".build-")
     name = os.path.basename(work.path)
     assert name.startswith(".build-") and os.listdir(tmp_path) == [name]  # no `.new` folder left beside it
-    fd = os.open(os.path.join(work.path, LOCK_FILE), os.O_RDWR)
-    with pytest.raises(BlockingIOError):  # another open file description (here: another process) cannot take it
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.close(fd)
+    take = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    other = subprocess.run([sys.executable, "-c", take, os.path.join(work.path, LOCK_FILE)], capture_output=True)
+    assert other.returncode == 1 and b"BlockingIOError" in other.stderr  # another process cannot take it
+    assert stale_work_dirs(str(tmp_path), PREFIXES) == []  # nor does this one judge its own folder stale
     assert open(os.path.join(work.path, LOCK_FILE)).read() == f"{os.getpid()}\n"
     work.close()
     assert os.listdir(tmp_path) == []
@@ -66,11 +71,41 @@ def test_folder_size_does_not_follow_links(tmp_path):
 
 
 def test_without_file_locks_a_build_still_runs_and_its_folder_is_never_judged_stale(tmp_path, monkeypatch, caplog):
-    def no_locks(fd, operation):  # what flock gives on a filesystem without locks (some NFS mounts)
+    def no_locks(fd, operation):  # what lockf gives on a filesystem without locks (some NFS mounts)
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
     work = WorkDir.create(str(tmp_path), ".build-")
     assert "a later run will not remove it if this one is killed" in caplog.text
     work.close(remove=False)
     assert remove_stale(str(tmp_path), PREFIXES) == [] and os.listdir(tmp_path) == [os.path.basename(work.path)]
+
+
+OWNER_WITH_A_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from hub_llava.data.workdirs import WorkDir
+    work = WorkDir.create(sys.argv[1], ".build-")
+    if os.fork() == 0:  # a forked worker: it holds the lock file's descriptor too, and outlives its parent here
+        time.sleep(60)
+        os._exit(0)
+    print(work.path, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_killed_owner_frees_its_folder_even_while_a_forked_worker_lives_on(tmp_path):
+    owner = subprocess.Popen([sys.executable, "-c", OWNER_WITH_A_WORKER, str(tmp_path)], stdout=subprocess.PIPE)
+    path = owner.stdout.readline().decode().strip()
+    [worker] = psutil.Process(owner.pid).children()
+    try:
+        assert remove_stale(str(tmp_path), PREFIXES) == []  # its owner runs
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        time.sleep(0.1)
+        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+        assert [name for name, _ in remove_stale(str(tmp_path), PREFIXES)] == [os.path.basename(path)]
+        assert os.listdir(tmp_path) == []
+    finally:
+        worker.kill()

@@ -2,9 +2,12 @@
 
 A build writes into `.build-*` and `.staging-*` folders inside its output folder and removes them when it ends; a
 killed one cannot (494 MB for 200K records). Each folder holds a lock file that its process keeps locked
-(`fcntl.flock`) while it runs. The kernel drops the lock when the process dies, however it dies, so a folder whose
-lock can be taken belongs to no running build, and a folder whose lock is held is never touched. (A pid file could
-not tell a live owner from a new process that was given the same pid.)
+(a POSIX record lock, `fcntl.lockf`) while it runs. The kernel drops the lock when the process dies, however it dies,
+so a folder whose lock can be taken belongs to no running build, and a folder whose lock is held is never touched.
+(A pid file could not tell a live owner from a new process that was given the same pid.) The lock is the build
+process's own: its forked workers do not inherit it (as they would a `flock`), so a killed build's folder is free as
+soon as the build itself is gone, whatever its workers still do. A process never conflicts with its own record locks,
+and closing any descriptor of the file drops them, so a process skips the folders it owns itself (`_OWNED`).
 
 A folder gets its final name only once its lock is held: it is made as `.new<prefix>*` and renamed, so no one ever
 sees a final name that is not locked yet. A folder without a lock file is stale if it has a final name (it was left
@@ -22,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".owner.lock"
 _NEW = ".new"
+_OWNED: set[str] = set()  # the folders this process holds the lock of
+
+
+def _lock(fd: int) -> None:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class WorkDir:
@@ -38,6 +46,7 @@ class WorkDir:
     def __init__(self, path: str, lock_fd: int | None):
         self.path = path
         self._lock_fd = lock_fd
+        _OWNED.add(os.path.realpath(path))
 
     @classmethod
     def create(cls, parent: str, prefix: str) -> "WorkDir":
@@ -47,7 +56,7 @@ class WorkDir:
         try:
             fd = os.open(os.path.join(new, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock(fd)
             except OSError as err:  # a filesystem without locks (some NFS mounts): usable, but never judged stale
                 logger.warning("cannot lock %s (%s): a later run will not remove it if this one is killed", new, err)
             os.write(fd, f"{os.getpid()}\n".encode())  # for a person looking at it; the lock is what counts
@@ -67,6 +76,7 @@ class WorkDir:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        _OWNED.discard(os.path.realpath(self.path))
 
     def __enter__(self) -> "WorkDir":
         return self
@@ -77,6 +87,8 @@ class WorkDir:
 
 def _claim(path: str) -> WorkDir | None:
     """`path` as a `WorkDir` of this process, or `None` if a running process owns it (or it cannot be told)."""
+    if os.path.realpath(path) in _OWNED:  # ours: opening and closing its lock file would drop our lock
+        return None
     try:
         fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
     except FileNotFoundError:
@@ -84,7 +96,7 @@ def _claim(path: str) -> WorkDir | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd)
     except OSError:  # held by a running build (or a filesystem without locks: then nothing is known)
         os.close(fd)
         return None

@@ -18,7 +18,9 @@ def test_a_work_dir_appears_under_its_name_already_locked_and_goes_when_closed(t
     work = WorkDir.create(str(tmp_path), ".build-")
     name = os.path.basename(work.path)
     assert name.startswith(".build-") and os.listdir(tmp_path) == [name]  # no `.new` folder left beside it
-    take = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    take = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
     other = subprocess.run([sys.executable, "-c", take, os.path.join(work.path, LOCK_FILE)], capture_output=True)
     assert other.returncode == 1 and b"BlockingIOError" in other.stderr  # another process cannot take it
     assert stale_work_dirs(str(tmp_path), PREFIXES) == []  # nor does this one judge its own folder stale

@@ -23,26 +23,18 @@ from pathlib import Path
 
 def make_checkpoint(folder: Path, layers: int, tiny: bool, device: str) -> None:
     import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
 
     from hub_llava.processing import build_processor
-    from hub_llava.testing import tiny_tokenizer
+    from hub_llava.testing import llava_7b_shaped_config, tiny_tokenizer
     from hub_llava.token_stream import TokenStream
 
     size = 28 if tiny else 336
     processor = build_processor(tiny_tokenizer(), patch_size=14, image_size=size)
     tokenizer = processor.tokenizer
-    vision = (dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if tiny else
-              dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16))  # fmt: skip
-    text = (dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=2) if tiny else
-            dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32))  # fmt: skip
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(**vision, image_size=size, patch_size=14, projection_dim=768),
-        text_config=LlamaConfig(**text, num_hidden_layers=layers, vocab_size=32064, max_position_embeddings=4096,
-                                bos_token_id=1, eos_token_id=2, pad_token_id=tokenizer.pad_token_id),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
-        vision_feature_layer=-2, vision_feature_select_strategy="default",
-    )  # fmt: skip
+    config = llava_7b_shaped_config(
+        layers, tokenizer.convert_tokens_to_ids("<image>"), tokenizer.pad_token_id, tiny=tiny
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlavaForConditionalGeneration(config).to(torch.float16)

@@ -154,3 +154,21 @@ def tiny_llava(tokenizer, image_size: int = 28, patch_size: int = 14, hidden_siz
 def tiny_processor(image_size: int = 28, patch_size: int = 14, legacy: bool = False):
     """The shared LLaVA processor around `tiny_tokenizer()`, at a tiny image size."""
     return build_processor(tiny_tokenizer(legacy=legacy), patch_size=patch_size, image_size=image_size)
+
+
+def llava_7b_shaped_config(layers: int, image_token_id: int, pad_token_id: int, tiny: bool = False) -> LlavaConfig:
+    """LLaVA-1.5-7B's shapes with `layers` decoder layers (of 32): CLIP ViT-L/14-336 vision tower, 2-layer GELU
+    projector, Llama hidden 4096, intermediate 11008, 32 heads, vocabulary 32064, for the GPU benchmarks (random
+    weights). `tiny=True` shrinks every width (and the image to 28 px) for a CPU run of the same script."""
+    size = 28 if tiny else 336
+    vision = (dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if tiny else
+              dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16))  # fmt: skip
+    text = (dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=2) if tiny else
+            dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32))  # fmt: skip
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision, image_size=size, patch_size=14, projection_dim=768),
+        text_config=LlamaConfig(**text, num_hidden_layers=layers, vocab_size=32064, max_position_embeddings=4096,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=pad_token_id),
+        image_token_id=image_token_id, projector_hidden_act="gelu",
+        vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )  # fmt: skip

@@ -18,6 +18,7 @@ from datasets import Dataset
 from peft import PeftModel
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, CLIPVisionModel, LlamaForCausalLM, LlavaForConditionalGeneration
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
@@ -184,6 +185,26 @@ def test_qlora_merge_rebuilds_the_base_unquantised_in_the_runs_dtype(lora_run, t
     assert "reloaded unquantised in `bfloat16`" in description["description"] and "QLoRA" in description["base"]
 
 
+@pytest.mark.parametrize(
+    "weight, error",
+    [
+        # PEFT only warns about a LoRA weight it cannot place: the merge would silently keep the base's weight.
+        ("layers.0.mlp.down_proj.lora_B.weight", "not loaded .*down_prox.lora_B.weight"),
+        # ... and fails with a bare KeyError for a projector (modules_to_save) weight missing from the file.
+        ("multi_modal_projector.linear_1.weight", "no 'base_model.model.model.multi_modal_projector.linear_1.weight'"),
+    ],
+)
+def test_an_adapter_that_does_not_fit_its_base_is_an_error_naming_the_weight(lora_run, tmp_path, weight, error):
+    folder = tmp_path / "renamed"
+    shutil.copytree(lora_run, folder, ignore=shutil.ignore_patterns("merged"))
+    weights = load_file(folder / "adapter_model.safetensors")
+    key = next(k for k in weights if k.endswith(weight))
+    weights[key.replace("down_proj", "down_prox").replace("multi_modal_projector", "projector")] = weights.pop(key)
+    save_file(weights, folder / "adapter_model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"adapter_model.safetensors does not fit the rebuilt base: {error}"):
+        merge_adapter(str(folder))
+
+
 def test_rebuild_base_refuses_a_folder_without_a_record(tiny_dir):
     with pytest.raises(ValueError, match="no base_model.json: not the output folder of a hub_llava LoRA run"):
         rebuild_base(tiny_dir)
@@ -273,6 +294,23 @@ def test_two_process_ddp_lora_run_merges_on_the_main_process(tiny_dir, tmp_path)
     run = launch(out, "--model_name_or_path", tiny_dir, *LORA, "--merge_lora", "true")
     assert run.returncode == 0, run.tail()
     assert run.log.count("Merged the LoRA adapter of") == 1  # the main process only
+    model = LlavaForConditionalGeneration.from_pretrained(out / "merged").eval()
+    batches = inputs(AutoProcessor.from_pretrained(out / "merged"))
+    adapter = PeftModel.from_pretrained(rebuild_base(out), out).eval()
+    assert_logits_equal(logits(model, batches), logits(adapter, batches))
+
+
+def test_two_process_zero3_lora_run_gathers_the_adapter_and_merges(tiny_dir, tmp_path):
+    """ZeRO-3 (`recipes/accelerate_configs/zero3.yaml`, 2 CPU processes): `Trainer.save_model` gathers the adapter's
+    partitioned weights before PEFT saves them; the merge then runs from the files on the main process alone."""
+    out = tmp_path / "zero3"
+    run = launch(out, "--model_name_or_path", tiny_dir, *LORA, "--merge_lora", "true", config="zero3.yaml")
+    assert run.returncode == 0, run.tail()
+    assert run.log.count("Merged the LoRA adapter of") == 1
+    with safe_open(str(out / "adapter_model.safetensors"), framework="pt") as f:
+        shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    assert shapes["base_model.model.model.multi_modal_projector.linear_1.weight"] == (32, 32)  # gathered, not (0,)
+    assert all(0 not in shape for shape in shapes.values())
     model = LlavaForConditionalGeneration.from_pretrained(out / "merged").eval()
     batches = inputs(AutoProcessor.from_pretrained(out / "merged"))
     adapter = PeftModel.from_pretrained(rebuild_base(out), out).eval()

@@ -19,8 +19,10 @@ import json
 import logging
 import os
 
+import torch
 from huggingface_hub import snapshot_download
-from peft import PeftModel
+from peft import PeftModel, get_peft_model_state_dict
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoProcessor
 from transformers.integrations import deepspeed as hf_deepspeed
 
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BASE_RECORD = "base_model.json"
 MERGED = "merged"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # The `LlavaModelConfig` fields `load_model` builds the base from (quantisation is dropped on rebuild).
 _BASE_FIELDS = (
     "model_name_or_path",
@@ -136,12 +139,34 @@ def merge_adapter(adapter_dir, output_dir=None, processor=None) -> str:
     """
     output_dir = output_dir or os.path.join(adapter_dir, MERGED)
     processor = processor or AutoProcessor.from_pretrained(adapter_dir)
-    model = PeftModel.from_pretrained(rebuild_base(adapter_dir), adapter_dir).merge_and_unload()
+    base = rebuild_base(adapter_dir)
+    try:
+        model = PeftModel.from_pretrained(base, adapter_dir)
+    except KeyError as err:  # PEFT's own error for a `modules_to_save` weight missing from the file
+        raise ValueError(
+            f"{adapter_dir}/{ADAPTER_WEIGHTS} does not fit the rebuilt base: no {err} in the file"
+        ) from None
+    check_adapter_loaded(model, adapter_dir)
+    model = model.merge_and_unload()
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     TokenStream.from_processor(processor).save_pretrained(output_dir)  # tokenizer.model + legacy flag
     logger.info("Merged the LoRA adapter of %s into its base: %s", adapter_dir, output_dir)
     return output_dir
+
+
+def check_adapter_loaded(model, adapter_dir) -> None:
+    """Checks every tensor of the adapter file is in `model` as saved: PEFT only warns when keys do not match (and
+    not at all for `modules_to_save`, the projector), and a merge would then publish the base as the run's model."""
+    saved = load_file(os.path.join(adapter_dir, ADAPTER_WEIGHTS))
+    loaded = get_peft_model_state_dict(model, save_embedding_layers=False)
+    missing, unexpected = sorted(saved.keys() - loaded.keys()), sorted(loaded.keys() - saved.keys())
+    differ = sorted(k for k in saved.keys() & loaded.keys() if not torch.equal(saved[k].to(loaded[k]), loaded[k]))
+    if missing or unexpected or differ:
+        raise ValueError(
+            f"{adapter_dir}/{ADAPTER_WEIGHTS} does not fit the rebuilt base: not loaded {missing[:3]}, absent from the "
+            f"file {unexpected[:3]}, loaded with other values {differ[:3]}"
+        )
 
 
 @contextlib.contextmanager

@@ -156,8 +156,8 @@ def merge_adapter(adapter_dir, output_dir=None, processor=None) -> str:
 
 
 def check_adapter_loaded(model, adapter_dir) -> None:
-    """Checks every tensor of the adapter file is in `model` as saved: PEFT only warns when keys do not match (and
-    not at all for `modules_to_save`, the projector), and a merge would then publish the base as the run's model."""
+    """Checks every tensor of the adapter file is in `model` as saved: PEFT only warns about a LoRA weight it cannot
+    place and ignores keys it does not know, and the merge would then publish base weights as the run's."""
     saved = load_file(os.path.join(adapter_dir, ADAPTER_WEIGHTS))
     loaded = get_peft_model_state_dict(model, save_embedding_layers=False)
     missing, unexpected = sorted(saved.keys() - loaded.keys()), sorted(loaded.keys() - saved.keys())

@@ -191,7 +191,7 @@ def describe_base(record: dict) -> str:
 
 def lora_section(model_args, record: dict, adapter: bool, merged: bool) -> dict:
     """The card's LoRA section: what the folder holds (adapter or merged model) and how its base is rebuilt."""
-    projector = ", the projector trained fully (saved with the adapter)" if model_args.lora_projector else ""
+    projector = "; the projector trained fully and saved with the adapter" if model_args.lora_projector else ""
     settings = f"r {model_args.lora_r}, alpha {model_args.lora_alpha}, dropout {model_args.lora_dropout}{projector}"
     quantised = record["load_in_4bit"] or record["load_in_8bit"]
     if adapter:

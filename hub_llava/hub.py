@@ -71,6 +71,7 @@ MODEL_EXCLUDE = [
     "*.pkl",
     "trainer_state.json",
     ".ipynb_checkpoints/*",
+    "merged/*",  # a LoRA run's merged model, published on its own (`hub-llava push model OUTPUT_DIR/merged`)
 ]
 DATASET_EXCLUDE = [".ipynb_checkpoints/*", "*.lock"]
 

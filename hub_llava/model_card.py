@@ -225,6 +225,7 @@ def render_model_card(
     training: dict | None = None,
     conversion: dict | None = None,
     architecture: dict | None = None,
+    lora: dict | None = None,
     citations: list[str] | None = None,
     framework_versions: dict[str, str] | None = None,
 ) -> str:
@@ -260,6 +261,10 @@ def render_model_card(
         architecture (`dict`, *optional*):
             `describe_architecture(...)` of the checkpoint's config: what the card says the model is (nothing is
             claimed without it).
+        lora (`dict`, *optional*):
+            `{"adapter": bool, "description": markdown, "base": markdown}` for the outputs of a LoRA run: the
+            adapter's folder (`adapter: true`: the quick start rebuilds the base and loads the adapter) or the merged
+            model.
         citations (`list[str]`, *optional*):
             BibTeX entries cited besides LLaVA-1.5 (always cited).
         framework_versions (`dict[str, str]`, *optional*):
@@ -287,6 +292,7 @@ def render_model_card(
         conversion={**dict.fromkeys(_CONVERSION_OPTIONAL), **conversion} if conversion else None,
         training={"data": None, "recipe": None, "hyperparameters": None, **training} if training else None,
         architecture=architecture,
+        lora=lora,
         rows=results_table(published, measured),
         published=published,
         measured=measured,

@@ -133,16 +133,17 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
     # Save model, processor, model card
     ####################################
     logger.info("*** Save model ***")
-    save_outputs(trainer, model_args, dataset_names, recipe, len(dataset))
+    model_dir = save_outputs(trainer, model_args, dataset_names, recipe, len(dataset))  # LoRA: + merged/
 
     #############
     # Push to Hub
     #############
     # hub_llava's publisher: checks the card and checkpoint, uploads safetensors + processor + card, no pickles.
+    # A LoRA run with merge_lora publishes its merged model (output_dir/merged), otherwise output_dir.
     if push_to_hub and trainer.accelerator.is_main_process:
         logger.info("Pushing to hub...")
         push_model(
-            training_args.output_dir,
+            model_dir,
             training_args.hub_model_id,
             private=bool(training_args.hub_private_repo),
             revision=training_args.hub_revision,

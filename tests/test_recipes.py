@@ -91,6 +91,7 @@ def test_stage2_hyperparameters_are_llava_15(path):
         assert (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (128, 256, 0.05)
         assert args.learning_rate == 2e-4 and args.mm_projector_lr == 2e-5 and model_args.lora_projector
         assert model_args.lora_target_modules is None  # the LLM-only regex, never CLIP
+        assert model_args.merge_lora  # the run also leaves output_dir/merged, a full checkpoint
     else:
         assert args.learning_rate == 2e-5 and args.mm_projector_lr is None
     assert model_args.load_in_4bit == path.endswith("_qlora.yaml")

@@ -144,6 +144,10 @@ class LlavaModelConfig(ModelConfig):
             default matches the LLM's attention and MLP linears only, never CLIP nor `lm_head`.
         lora_projector (`bool`, *optional*, defaults to `True`):
             With LoRA, train the projector fully (saved with the adapter), as LLaVA-1.5's LoRA runs do.
+        merge_lora (`bool`, *optional*, defaults to `False`):
+            With LoRA, also write `output_dir/merged/`: the adapter merged into its base, a full checkpoint that
+            `from_pretrained`, `hub-llava eval` and `hub-llava push model` take (QLoRA: merged onto the base reloaded
+            unquantised in `dtype`). Ignored, with a log line, on a run without LoRA.
     """
 
     vision_tower_name_or_path: str | None = field(
@@ -160,4 +164,10 @@ class LlavaModelConfig(ModelConfig):
     )
     lora_projector: bool = field(
         default=True, metadata={"help": "With LoRA, also train the projector fully (saved with the adapter)."}
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "With LoRA, also save the adapter merged into its base: a full checkpoint in output_dir/merged."
+        },
     )

@@ -7,6 +7,7 @@ LLaVA-1.5 does. Either way the vision tower is frozen (LLaVA-1.5 never trains it
 projector only. `add_zero_image_hook` gives image-less forwards LLaVA's zero image.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaModel,
 )
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from hub_llava.processing import IMAGE_TOKEN, build_processor, padding_image_processor
 
@@ -96,7 +98,7 @@ def load_model(model_args, processor) -> LlavaForConditionalGeneration:
         model = LlavaForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
     tokenizer = processor.tokenizer
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        resize_embeddings(model, len(tokenizer))
     model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -104,6 +106,34 @@ def load_model(model_args, processor) -> LlavaForConditionalGeneration:
     if model_args.mm_projector_path:
         load_projector(model, model_args.mm_projector_path)
     return model
+
+
+def resize_embeddings(model, n_tokens: int) -> None:
+    """Grows the embeddings and `lm_head` to `n_tokens` rows, padded to a multiple of 64, each new row the mean of the
+    existing rows (LLaVA's `smart_tokenizer_and_embedding_resize`).
+
+    transformers' own `mean_resizing` samples the new rows from a normal distribution with the rows' covariance,
+    unseeded: a LoRA adapter (which does not save the frozen embeddings) could then never be put back on the base it
+    was trained on. The mean, taken in float64 on the CPU, is the same on every rank, device and rebuild.
+    """
+    old = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(n_tokens, pad_to_multiple_of=64, mean_resizing=False)
+    layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+    weights = list({id(layer.weight): layer.weight for layer in layers if layer is not None}.values())  # tied: once
+    with _gathered(weights):
+        for weight in weights:
+            with torch.no_grad():
+                mean = weight[:old].to("cpu", torch.float64).mean(dim=0)
+                weight[old:] = mean.to(weight.dtype).to(weight.device)
+
+
+def _gathered(params):
+    """Under ZeRO-3 (parameters partitioned at load), the full parameters, written back from rank 0."""
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def _from_components(model_args, processor, kwargs) -> LlavaForConditionalGeneration:

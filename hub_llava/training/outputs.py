@@ -3,11 +3,13 @@
 import logging
 import os
 import re
+from functools import partial
 
 from transformers import TrainerCallback
 
 from hub_llava.model_card import describe_architecture, parameter_counts, render_model_card
 from hub_llava.token_stream import TokenStream
+from hub_llava.training.lora import MERGED, base_record, merge_adapter, write_base_record
 
 logger = logging.getLogger(__name__)
 
@@ -98,30 +100,123 @@ def hub_ids(names: list[str]) -> list[str] | None:
 
 
 def save_outputs(trainer, model_args, dataset_names: list[str], recipe: str | None, n_rows: int) -> str:
-    """Saves model + processor (+ generation config) and, on the main process, writes the model card."""
+    """Saves model + processor (+ generation config) and, on the main process, writes the model card.
+
+    A LoRA run saves its adapter in `output_dir` with `base_model.json` (how to rebuild its base) and, with
+    `merge_lora`, the adapter merged into that base in `output_dir/merged/` (main process only), each with its card.
+
+    Returns:
+        The folder holding the full model: `output_dir/merged` for a merged LoRA run, `output_dir` otherwise.
+    """
     args = trainer.args
     trainer.model.generation_config.eos_token_id = trainer.processing_class.tokenizer.eos_token_id
     trainer.save_model(args.output_dir)  # safetensors, processor (template, image processor), generation config
-    if trainer.accelerator.is_main_process:
-        # tokenizer.model + the slow tokenizer's legacy flag: `hub-llava eval` then feeds the stream trained on.
-        TokenStream.from_processor(trainer.processing_class).save_pretrained(args.output_dir)
-        name = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
-        bases = [model_args.model_name_or_path, model_args.vision_tower_name_or_path]
-        config = trainer.accelerator.unwrap_model(trainer.model).config
-        datasets = list(dict.fromkeys(filter(None, map(dataset_hub_id, dataset_names)))) or None
-        card = render_model_card(
-            name,
-            model_id=args.hub_model_id or args.output_dir,  # the quick start loads what exists; push rewrites it
-            description=describe_run(args),
-            base_model=hub_ids([base for base in bases if base]),
-            datasets=datasets,
-            training=training_section(args, model_args, dataset_names, recipe, n_rows),
-            architecture=describe_architecture(config, parameter_counts(args.output_dir)),
-        )
-        with open(os.path.join(args.output_dir, "README.md"), "w", encoding="utf-8") as f:
-            f.write(card)
+    merge = model_args.use_peft and model_args.merge_lora
+    if model_args.merge_lora and not model_args.use_peft:
+        logger.info("merge_lora ignored: the run trained no LoRA adapter (use_peft is false); %s is the full model",
+                    args.output_dir)  # fmt: skip
+    if not trainer.accelerator.is_main_process:
+        return os.path.join(args.output_dir, MERGED) if merge else args.output_dir
+    # tokenizer.model + the slow tokenizer's legacy flag: `hub-llava eval` then feeds the stream trained on.
+    TokenStream.from_processor(trainer.processing_class).save_pretrained(args.output_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    card = partial(_card, args, model_args, dataset_names, recipe, n_rows)
+    if not model_args.use_peft:
+        card(args.output_dir, model.config, args.output_dir)
         logger.info("Saved model, processor and model card to %s", args.output_dir)
-    return args.output_dir
+        return args.output_dir
+    record = base_record(model_args, model, trainer.processing_class)
+    write_base_record(args.output_dir, record)
+    merged = merge_adapter(args.output_dir, processor=trainer.processing_class) if merge else None
+    lora = lora_section(model_args, record, adapter=True, merged=merged is not None)
+    card(args.output_dir, model.config, merged, lora)
+    if merged:
+        write_base_record(merged, record)  # the merged model's provenance travels with it
+        card(merged, model.config, merged, lora_section(model_args, record, adapter=False, merged=True))
+    logger.info("Saved the LoRA adapter, processor and model card to %s%s", args.output_dir,
+                f", the merged model to {merged}" if merged else "")  # fmt: skip
+    return merged or args.output_dir
+
+
+def _card(args, model_args, dataset_names, recipe, n_rows, folder, config, weights_dir, lora=None) -> None:
+    """Writes `folder/README.md`, its architecture counted from the safetensors in `weights_dir` (if any)."""
+    name = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
+    bases = [model_args.model_name_or_path, model_args.vision_tower_name_or_path]
+    datasets = list(dict.fromkeys(filter(None, map(dataset_hub_id, dataset_names)))) or None
+    card = render_model_card(
+        name,
+        model_id=args.hub_model_id or folder,  # the quick start loads what exists; push rewrites it
+        description=describe_run(args),
+        base_model=hub_ids([base for base in bases if base]),
+        datasets=datasets,
+        training=training_section(args, model_args, dataset_names, recipe, n_rows),
+        architecture=describe_architecture(config, parameter_counts(weights_dir) if weights_dir else None),
+        lora=lora,
+    )
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
+
+
+def describe_base(record: dict) -> str:
+    """How a LoRA run's base was built, from its `base_model.json`: what `rebuild_base` builds again."""
+    revision = f" (revision `{record['model_revision']}`)" if record["model_revision"] not in (None, "main") else ""
+    if record["vision_tower_name_or_path"]:
+        text = (
+            f"built from components as LLaVA-1.5's stage 2: the LLM `{record['model_name_or_path']}`{revision}, the "
+            f"vision tower `{record['vision_tower_name_or_path']}` and "
+            + (
+                f"the stage-1 projector `{record['mm_projector_path']}`"
+                if record["mm_projector_path"]
+                else "a randomly initialised projector"
+            )
+        )
+    else:
+        text = f"the Llava checkpoint `{record['model_name_or_path']}`{revision}" + (
+            f" with the projector `{record['mm_projector_path']}`" if record["mm_projector_path"] else ""
+        )
+    if record["added_tokens"]:
+        added = " and ".join(f"`{token}` (id {id_})" for token, id_ in record["added_tokens"].items())
+        text += (
+            f"; {added} added to the LLM's {record['llm_vocab_size']}-token vocabulary, padded to "
+            f"{record['vocab_size']} rows (a multiple of 64), every new embedding and `lm_head` row the mean of the "
+            "existing rows"
+        )
+    elif record["vocab_size"] != record["llm_vocab_size"]:
+        text += f"; vocabulary padded from {record['llm_vocab_size']} to {record['vocab_size']} rows"
+    quantised = "4-bit" if record["load_in_4bit"] else "8-bit" if record["load_in_8bit"] else None
+    if quantised:
+        text += f"; trained quantised to {quantised} (QLoRA)"
+    return text + "."
+
+
+def lora_section(model_args, record: dict, adapter: bool, merged: bool) -> dict:
+    """The card's LoRA section: what the folder holds (adapter or merged model) and how its base is rebuilt."""
+    projector = "; the projector trained fully and saved with the adapter" if model_args.lora_projector else ""
+    settings = f"r {model_args.lora_r}, alpha {model_args.lora_alpha}, dropout {model_args.lora_dropout}{projector}"
+    quantised = record["load_in_4bit"] or record["load_in_8bit"]
+    if adapter:
+        description = f"This folder holds a PEFT LoRA adapter ({settings}), not a full model. " + (
+            "`merged/` beside it holds the adapter merged into its base: a full checkpoint that loads with "
+            "`LlavaForConditionalGeneration` and that `hub-llava eval --model` and `hub-llava push model` take."
+            if merged
+            else "`hub_llava.training.lora.merge_adapter(folder)` writes it merged into its base as a full checkpoint."
+        )
+    else:
+        description = (
+            f"The LoRA adapter of this run ({settings}) merged into its base: W + (alpha / r) · B · A in every adapted "
+            "linear layer, the trained projector in place of the base's. "
+            + (
+                f"The base was reloaded unquantised in `{record['dtype']}` for the merge: the weights are that base "
+                "plus the LoRA delta, which differs from the quantised model trained by the quantisation error."
+                if quantised
+                else ""
+            )
+        )
+    base = (
+        f"The base is {describe_base(record)} `base_model.json` records these settings; "
+        "`hub_llava.training.lora.rebuild_base(folder)` builds the same base again."
+    )
+    return {"adapter": adapter, "description": description.strip(), "base": base}
 
 
 class TokenStreamFilesCallback(TrainerCallback):

@@ -28,6 +28,7 @@ from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, load_train_dataset, measure
+from hub_llava.training.lora import base_record
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
 from hub_llava.training.trainer import LlavaSFTTrainer, resume_point, whole_run_loss
@@ -106,7 +107,12 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         data_collator=build_collator(processor, training_args),
         peft_config=lora_config(model_args),
         modality_lengths=modality_lengths,
-        callbacks=[TokenStreamFilesCallback(processor)],  # checkpoints keep tokenizer.model (LLaVA's stream)
+        # checkpoints keep tokenizer.model (LLaVA's stream) and, for LoRA, how to rebuild the adapter's base
+        callbacks=[
+            TokenStreamFilesCallback(
+                processor, base_record(model_args, model, processor) if model_args.use_peft else None
+            )
+        ],
     )
 
     ###############

@@ -61,7 +61,8 @@ def run_recipe(tiny_dir, output_dir, *overrides):
 
 @pytest.fixture(scope="module")
 def lora_run(tiny_dir, tmp_path_factory):
-    return run_recipe(tiny_dir, tmp_path_factory.mktemp("lora") / "out", *LORA, "--merge_lora", "true")
+    out = tmp_path_factory.mktemp("lora") / "out"
+    return run_recipe(tiny_dir, out, *LORA, "--merge_lora", "true", "--save_strategy", "steps", "--save_steps", "4")
 
 
 def inputs(processor):
@@ -109,6 +110,19 @@ def test_lora_run_leaves_adapter_and_merged_checkpoint_with_equal_logits(lora_ru
     assert all((a - b).abs().max() > 1e-3 for a, b in zip(merged_logits, base_logits))
     with safe_open(str(out / "adapter_model.safetensors"), framework="pt") as f:
         assert any("multi_modal_projector" in key for key in f.keys())  # the projector, trained fully
+
+
+def test_an_intermediate_checkpoint_of_a_lora_run_merges_too(lora_run, tmp_path):
+    checkpoint = lora_run / "checkpoint-4"
+    assert read_base_record(checkpoint) == read_base_record(lora_run)
+    merged = merge_adapter(str(checkpoint), str(tmp_path / "merged-4"))
+    processor = AutoProcessor.from_pretrained(merged)
+    batches = inputs(processor)
+    adapter = PeftModel.from_pretrained(rebuild_base(checkpoint), checkpoint).eval()
+    merged_logits = logits(LlavaForConditionalGeneration.from_pretrained(merged).eval(), batches)
+    assert_logits_equal(merged_logits, logits(adapter, batches))
+    final = logits(LlavaForConditionalGeneration.from_pretrained(lora_run / "merged").eval(), batches)
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(merged_logits, final))  # step 4 is not the end
 
 
 def test_merged_checkpoint_is_what_eval_and_push_take(lora_run, tmp_path):

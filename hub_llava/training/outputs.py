@@ -221,12 +221,17 @@ def lora_section(model_args, record: dict, adapter: bool, merged: bool) -> dict:
 
 class TokenStreamFilesCallback(TrainerCallback):
     """Adds `tokenizer.model` and the slow tokenizer's `legacy` flag to every checkpoint folder the Trainer saves
-    (transformers 5 writes neither), so an intermediate checkpoint is evaluated on the stream it was trained on."""
+    (transformers 5 writes neither), so an intermediate checkpoint is evaluated on the stream it was trained on; in a
+    LoRA run also `base_model.json` (`base_record`), so an intermediate adapter can be rebuilt and merged
+    (`hub_llava.training.lora.merge_adapter`) like the final one."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, base_record: dict | None = None):
         self.stream = TokenStream.from_processor(processor)
+        self.base_record = base_record
 
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         if state.is_world_process_zero and os.path.isdir(folder):
             self.stream.save_pretrained(folder)
+            if self.base_record is not None:
+                write_base_record(folder, self.base_record)

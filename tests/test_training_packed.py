@@ -286,3 +286,18 @@ def test_render_sample_of_the_packed_recipe_is_the_padded_ones(tiny_dir, capsys,
         )
         samples.append(json.loads(capsys.readouterr().out))
     assert samples[0] == samples[1] and samples[1]["n_tokens"] == 80
+
+
+def parse(path, *overrides):
+    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))  # one per parse:
+    return parser.parse_args_and_config(["--config", str(path), *overrides])  # a YAML's values become its defaults
+
+
+def test_stage_2_recipes_keep_padding_and_the_packed_smoke_recipe_packs():
+    stage_2 = sorted((REPO / "recipes").glob("llava-1.5-*/sft/config_*.yaml"))
+    assert len(stage_2) >= 10
+    for path in stage_2:  # the published recipes train padded unless a user turns it on (the line says how)
+        assert "padding_free: false  # true with attn_implementation: flash_attention_2" in path.read_text(), path
+        assert parse(path, "--bf16", "false", "--tf32", "false")[1].padding_free is False
+    _, training_args, model_args, _ = parse(SMOKE_PACKED)
+    assert training_args.padding_free is True and model_args.attn_implementation == "sdpa"

@@ -20,6 +20,7 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, rename_source_key
@@ -175,6 +176,12 @@ def check_padding_free_attention(model) -> None:
             f"padding_free: true needs an attention implementation that keeps the packed rows apart "
             f"({', '.join(PADDING_FREE_ATTENTION)}); the model uses {implementation!r}: set attn_implementation in the "
             "recipe, or padding_free: false"
+        )
+    if implementation in ("sdpa", "eager") and torch.cuda.is_available():
+        logger.warning(
+            "padding_free with %s is exact but computes attention over the whole packed sequence under a block mask "
+            "(quadratic in its length); flash_attention_2 attends within each row only",
+            implementation,
         )
 
 

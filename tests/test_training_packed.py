@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate_runs import launch
+from conftest import reference_overrides
 from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import AttentionInterface
@@ -301,3 +303,22 @@ def test_stage_2_recipes_keep_padding_and_the_packed_smoke_recipe_packs():
         assert parse(path, "--bf16", "false", "--tf32", "false")[1].padding_free is False
     _, training_args, model_args, _ = parse(SMOKE_PACKED)
     assert training_args.padding_free is True and model_args.attn_implementation == "sdpa"
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_packed_ends_with_the_padded_references_weights(
+    tiny_model_dir, mixed_data, ddp_runs, tmp_path
+):
+    """gloo DDP, 2 ranks x 2 rows x 2 accumulation steps, SGD, a step where one rank has images and the other only text
+    (`conftest.ddp_runs`, the distributed tests' padded reference): the packed run trains the same rows on each rank
+    (the per-micro-batch log) to the same weights."""
+    reference = ddp_runs(2)
+    packed_overrides = ["--padding_free", "true", "--attn_implementation", "sdpa"]
+    packed = launch(tmp_path / "out", *reference_overrides(tiny_model_dir, mixed_data, 2, *packed_overrides))
+    for run in (reference, packed):
+        assert run.returncode == 0, run.tail()
+    assert packed.micro_batches() == reference.micro_batches() != {}
+    expected = load_file(os.path.join(reference.output_dir, "model.safetensors"))
+    got = load_file(os.path.join(packed.output_dir, "model.safetensors"))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-5, msg=key)

@@ -10,6 +10,10 @@ micro-batch's own token mean, divided by the accumulation steps, averaged over r
 the same code paths give exactly that: TRL divides by the micro-batch's own trained tokens, `training_step` divides by
 the micro-batches of the step, and DeepSpeed is told not to scale by its own accumulation setting (`scale_wrt_gas`).
 
+Padding-free (`padding_free`): the layout is the collator's (`hub_llava.training.collator`); TRL 1.16 refuses its own
+`padding_free` for vision datasets and custom collators, so TRL's set-up sees it off, and the start-up check refuses an
+attention implementation that would let the packed rows attend to each other.
+
 Resume: transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safetensors` with a plain non-strict
 `load_state_dict`, but `save_pretrained` wrote Llava's legacy key names (`language_model.model.*`, ...): no weight
 matched and training silently went on from the initial weights. We rename the keys as `from_pretrained` does.

@@ -1,6 +1,6 @@
 """Padding-free (packed) batches: the collator's layout against an independent concatenation of the padded rows, the
 loss and every gradient of a packed batch against the same rows padded (both loss weightings), training runs of the
-smoke recipe packed vs padded, the refusal of an attention implementation that would let the rows see each other, and
+smoke recipe (one process, with and without activation checkpointing; 2-process DDP) packed vs padded, the refusal of an attention implementation that would let the rows see each other, and
 `padding_fraction`. Tiny model, float32, CPU."""
 
 import importlib.util
@@ -258,12 +258,15 @@ def run_recipe(config, tiny_dir, output_dir, *overrides):
     return output_dir
 
 
-@pytest.mark.parametrize("loss_weighting", ["micro_batch", "global"])
-def test_smoke_recipe_packed_trains_to_the_same_weights_as_padded(tiny_dir, tmp_path, loss_weighting):
+@pytest.mark.parametrize(
+    "loss_weighting, checkpointing", [("micro_batch", "false"), ("global", "false"), ("micro_batch", "true")]
+)
+def test_smoke_recipe_packed_trains_to_the_same_weights_as_padded(tiny_dir, tmp_path, loss_weighting, checkpointing):
     """The smoke recipes (AdamW, the projector's own learning rate, modality grouping, zero image, 4 rows per device
     and 2 accumulation steps, so some micro-batches mix image and text rows): 4 optimizer steps packed and padded."""
     overrides = ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2", "--num_train_epochs", "2"]
     overrides += ["--attn_implementation", "sdpa", "--loss_weighting", loss_weighting]
+    overrides += ["--activation_checkpointing", checkpointing]  # the GPU recipes' setting: kwargs through checkpoints
     padded = run_recipe(SMOKE, tiny_dir, tmp_path / "padded", *overrides)
     packed = run_recipe(SMOKE_PACKED, tiny_dir, tmp_path / "packed", *overrides)
     states = [json.loads((out / "trainer_state.json").read_text()) for out in (padded, packed)]

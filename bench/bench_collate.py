@@ -2,7 +2,7 @@
 
     python bench/bench_collate.py [--rows 256] [--batch_size 16] [--skip_steps]
 
-Three measurements, each with its baseline in the same run:
+Four measurements, each with its baseline in the same run:
 
 1. Collate CPU time per sample (one thread) at 336 px / 576 image tokens: hub_llava's collator (LLaVA's token
    stream from `tokenizer.model` + pad-to-square image processor, as the trainer builds it) vs TRL's stock path
@@ -12,8 +12,11 @@ Three measurements, each with its baseline in the same run:
    tiny local SentencePiece tokenizer (same for both paths; Vicuna's is not available offline). Target: <= 10 ms/sample/core.
 2. Padding fraction of per-device batches on a synthetic mix665k-like length mix (94% image rows: 576 image tokens +
    log-normal text of median 120 tokens; 6% text-only rows of median 900 tokens, capped at 2048), 8 devices x 16:
-   random order (the Trainer's default) vs `group_by_modality_length`.
-3. Tiny-model training step time of the smoke recipe (4 epochs, per-device batch 2) with 1 process and with 2
+   random order (the Trainer's default) vs `group_by_modality_length`, padded vs padding-free (`padding_free`: the
+   rows of a batch concatenated; padding only to reach `pad_to_multiple_of`, here none and 64).
+3. Padding-free collation on the rows of 1.: the padded collator (baseline) vs the padding-free one, ms per sample,
+   and the padding fraction of their batches (`hub_llava.training.collator.padding_fraction`).
+4. Tiny-model training step time of the smoke recipe (4 epochs, per-device batch 2) with 1 process and with 2
    processes (gloo DDP on CPU), one thread per process.
 """
 
@@ -33,7 +36,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from hub_llava.processing import build_processor, padding_image_processor
 from hub_llava.testing import tiny_tokenizer
-from hub_llava.training.collator import build_collator, row_ids
+from hub_llava.training.collator import build_collator, padding_fraction, row_ids
 from hub_llava.training.configs import LlavaSFTConfig
 from hub_llava.training.sampler import modality_grouped_indices
 from hub_llava.training.tiny_model import make_tiny_model
@@ -109,6 +112,30 @@ def bench_collate(n_rows, batch_size):
     }
 
 
+def bench_packed(n_rows, batch_size):
+    torch.set_num_threads(1)
+    data = rows(n_rows)
+    processor = build_processor(tiny_tokenizer())
+    args = LlavaSFTConfig(output_dir="unused", bf16=False, use_cpu=True, report_to="none")
+    padded = build_collator(processor, args)
+    args.padding_free = True
+    packed = build_collator(processor, args)
+    # interleaved, best of 3 each: the two differ by much less than this shared machine's noise between runs
+    times = [
+        (time_collator(padded, data, batch_size, 1), time_collator(packed, data, batch_size, 1)) for _ in range(3)
+    ]
+    padded_ms, packed_ms = min(t[0] for t in times), min(t[1] for t in times)
+    batches = [[dict(row) for row in data[i : i + batch_size]] for i in range(0, len(data), batch_size)]
+    pad_id = processor.tokenizer.pad_token_id
+    return {
+        "padded_ms": padded_ms,
+        "packed_ms": packed_ms,
+        "ratio": packed_ms / padded_ms,
+        "padding_fraction_padded": padding_fraction([padded(batch) for batch in batches], pad_id),
+        "padding_fraction_packed": padding_fraction([packed(batch) for batch in batches], pad_id),
+    }
+
+
 def time_images(image_processor, images):
     start = time.process_time()
     for image in images:
@@ -116,13 +143,19 @@ def time_images(image_processor, images):
     return 1000 * (time.process_time() - start) / len(images)
 
 
-def padding_fraction(order, tokens, batch_size):
-    padded = real = 0
+def length_padding_fraction(order, tokens, batch_size, padding_free=False, pad_to_multiple_of=1):
+    """Padding / computed tokens of the batches of `order`: padded to the longest row, or (`padding_free`) one
+    sequence per batch padded to a multiple of `pad_to_multiple_of`."""
+    computed = real = 0
     for i in range(0, len(order), batch_size):
         lengths = [tokens[j] for j in order[i : i + batch_size]]
-        padded += max(lengths) * len(lengths)
+        computed += (
+            -(-sum(lengths) // pad_to_multiple_of) * pad_to_multiple_of
+            if padding_free
+            else max(lengths) * len(lengths)
+        )
         real += sum(lengths)
-    return 1 - real / padded
+    return 1 - real / computed
 
 
 def bench_padding(n=100_000, batch_size=16, devices=8, seed=0):
@@ -133,9 +166,20 @@ def bench_padding(n=100_000, batch_size=16, devices=8, seed=0):
     words = [max(1, int(t / 1.4)) * (-1 if text else 1) for t, text in zip(text_tokens, is_text)]
     random_order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     grouped = modality_grouped_indices(words, batch_size, devices, torch.Generator().manual_seed(seed))
-    base = padding_fraction(random_order, tokens, batch_size)
-    ours = padding_fraction(grouped, tokens, batch_size)
-    return {"rows": n, "text_only": float(is_text.mean()), "random": base, "grouped": ours, "ratio": ours / base}
+    base = length_padding_fraction(random_order, tokens, batch_size)
+    ours = length_padding_fraction(grouped, tokens, batch_size)
+    packed = length_padding_fraction(grouped, tokens, batch_size, padding_free=True)
+    packed_64 = length_padding_fraction(grouped, tokens, batch_size, padding_free=True, pad_to_multiple_of=64)
+    return {
+        "rows": n,
+        "text_only": float(is_text.mean()),
+        "random": base,
+        "grouped": ours,
+        "ratio": ours / base,
+        "grouped_padding_free": packed,
+        "grouped_padding_free_multiple_of_64": packed_64,
+        "computed_tokens_padding_free_over_padded": (1 - ours) / (1 - packed),
+    }
 
 
 def run_smoke(n_processes, tiny_dir, output_dir):
@@ -173,6 +217,7 @@ def main():
     parser.add_argument("--skip_steps", action="store_true", help="Skip the 1- vs 2-process training runs.")
     args = parser.parse_args()
     results = {"collate": bench_collate(args.rows, args.batch_size), "padding": bench_padding()}
+    results["padding_free_collate"] = bench_packed(args.rows, args.batch_size)
     if not args.skip_steps:
         results["steps"] = bench_steps()
     print(json.dumps(results, indent=2))

@@ -3,12 +3,23 @@
 Text goes through `hub_llava.token_stream` (LLaVA's `tokenizer_image_token` + `preprocess_v1` / `preprocess_plain` on
 the checkpoint's SentencePiece model; labels = each answer from its first `▁` plus `</s>`), each `<image>` expanded to
 the model's image tokens, then truncated to `max_length` (counted after the image tokens, as LLaVA truncates after
-splicing the features in) and padded on the right. Images are padded to a square in PIL when the image processor pads
+splicing the features in) and padded on the right, or, with `padding_free`, concatenated into one sequence (below).
+Images are padded to a square in PIL when the image processor pads
 (`image_aspect_ratio: pad`; the same pixels as its own pad, ~9 ms less per 640x480 image), then CLIP-preprocessed.
 
 LLaVA's zero image for text-only batches lives in the model's forward (`hub_llava.training.model.add_zero_image_hook`).
+
+Padding-free (`padding_free=True`): the same rows, truncated and labelled the same way, become one sequence
+`input_ids` / `labels` / `position_ids` of shape (1, N), positions restarting at 0 per row, and no `attention_mask`.
+From the restarting positions transformers 5.23 keeps the rows apart: `sdpa`, `eager` and `flex_attention` build a
+block-causal mask (`masking_utils.find_packed_sequence_indices`, only when no cache is passed: the trainer's forward
+has `use_cache=False`), flash-attention runs its varlen kernel on `cu_seq_lens_q/k` and `max_length_q/k` (given here,
+as TRL's padding-free collator does, so it does not re-derive them from the positions in every layer). Each row's first
+label is -100: with the shift-by-one loss it would be predicted from the previous row's last token, and in a padded
+batch position 0 is never a target. The image tokens are spliced in row order, as in the padded batch.
 """
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +41,8 @@ def row_ids(stream: TokenStream, messages: list[dict], n_images: int, n_image_to
 
 @dataclass
 class LlavaCollator:
-    """Rows (`messages` + `images`) -> `input_ids`, `attention_mask`, `labels`, `pixel_values`.
+    """Rows (`messages` + `images`) -> `input_ids`, `attention_mask`, `labels`, `pixel_values` (padded), or
+    `input_ids`, `labels`, `position_ids`, the flash-attention lengths and `pixel_values` (padding-free).
 
     Args:
         processor: the `LlavaProcessor` (its image processor and geometry).
@@ -39,6 +51,9 @@ class LlavaCollator:
         pad_to_multiple_of (`int`, *optional*): pad each batch to a multiple of this length.
         assistant_only_loss (`bool`, *optional*, defaults to `True`): train on the answers and their `</s>` only
             (LLaVA); `False` trains every non-padding token, as TRL's collator does.
+        padding_free (`bool`, *optional*, defaults to `False`):
+            Concatenate the rows into one sequence of shape (1, N) instead of padding them (module docstring);
+            `pad_to_multiple_of` then pads N, the padding being one more sequence with labels -100.
     """
 
     processor: object
@@ -46,6 +61,7 @@ class LlavaCollator:
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
     assistant_only_loss: bool = True
+    padding_free: bool = False
     n_image_tokens: int = field(init=False)
 
     def __post_init__(self):
@@ -54,7 +70,9 @@ class LlavaCollator:
     def __call__(self, examples: list[dict]) -> dict:
         images = [self._images(example) for example in examples]
         rows = [row_ids(self.stream, ex["messages"], len(im), self.n_image_tokens) for ex, im in zip(examples, images)]
-        batch = self._pad([ids[: self.max_length] for ids, _ in rows], [lab[: self.max_length] for _, lab in rows])
+        ids = [row[: self.max_length] for row, _ in rows]
+        labels = [(lab if self.assistant_only_loss else row)[: self.max_length] for row, lab in rows]
+        batch = self._pack(ids, labels) if self.padding_free else self._pad(ids, labels)
         flat = [image for row in images for image in row]
         if flat:
             batch["pixel_values"] = self.processor.image_processor(flat, return_tensors="pt")["pixel_values"]
@@ -68,18 +86,39 @@ class LlavaCollator:
             images = [expand_to_square(image, background) for image in images]
         return images
 
-    def _pad(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
-        length = max(len(row) for row in ids)
+    def _padded_length(self, length: int) -> int:
         if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+            return -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return length
+
+    def _pad(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
+        length = self._padded_length(max(len(row) for row in ids))
         input_ids = torch.full((len(ids), length), self.stream.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
         out_labels = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
         for i, (row, row_labels) in enumerate(zip(ids, labels)):
             input_ids[i, : len(row)] = torch.tensor(row)
             attention_mask[i, : len(row)] = 1
-            out_labels[i, : len(row)] = torch.tensor(row_labels if self.assistant_only_loss else row)
+            out_labels[i, : len(row)] = torch.tensor(row_labels)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": out_labels}
+
+    def _pack(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
+        n_tokens = sum(len(row) for row in ids)
+        tail = self._padded_length(n_tokens) - n_tokens
+        if tail:  # the padding is one more sequence, trained on nothing
+            ids, labels = [*ids, [self.stream.pad_token_id] * tail], [*labels, [IGNORE_INDEX] * tail]
+        lengths = [len(row) for row in ids]
+        flat_labels = [IGNORE_INDEX if j == 0 else label for row in labels for j, label in enumerate(row)]
+        cu_seq_lens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+        return {
+            "input_ids": torch.tensor([[token for row in ids for token in row]]),
+            "labels": torch.tensor([flat_labels]),
+            "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+            "cu_seq_lens_q": cu_seq_lens,
+            "cu_seq_lens_k": cu_seq_lens,
+            "max_length_q": max(lengths),
+            "max_length_k": max(lengths),
+        }
 
 
 def build_collator(processor, args) -> LlavaCollator:
@@ -90,7 +129,20 @@ def build_collator(processor, args) -> LlavaCollator:
         max_length=args.max_length,
         pad_to_multiple_of=args.pad_to_multiple_of,
         assistant_only_loss=args.assistant_only_loss,
+        padding_free=args.padding_free,
     )
+
+
+def padding_fraction(batches: list[dict], pad_token_id: int) -> float:
+    """The fraction of the tokens the model computes that are padding, over collated `batches` (padded or
+    padding-free): 1 - real tokens / computed tokens. Real tokens: `attention_mask` where there is one, else the
+    tokens that are not `pad_token_id` (padding-free batches pad only with it, and no row holds it)."""
+    real = computed = 0
+    for batch in batches:
+        mask = batch["attention_mask"] if "attention_mask" in batch else batch["input_ids"] != pad_token_id
+        real += int(mask.sum())
+        computed += batch["input_ids"].numel()
+    return 1 - real / computed
 
 
 def trained_spans(labels: torch.Tensor, tokenizer) -> list[str]:

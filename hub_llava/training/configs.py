@@ -10,6 +10,19 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig
 
+# The attention implementations that keep padding-free rows apart from `position_ids` alone in transformers 5.23: the
+# mask interfaces of sdpa / eager / flex build a block-causal mask (`masking_utils.find_packed_sequence_indices`), the
+# flash-attention forward runs varlen on `cu_seq_lens` (`modeling_flash_attention_utils`). Any other (a kernel from
+# the Hub, a paged one) gets no packed mask: rows would attend to each other.
+PADDING_FREE_ATTENTION = (
+    "flash_attention_2",
+    "flash_attention_3",
+    "flash_attention_4",
+    "sdpa",
+    "eager",
+    "flex_attention",
+)
+
 # LoRA on the LLM's linears only: a regex on the full module name, so CLIP's q/k/v/out projections never match.
 LLM_LINEARS_REGEX = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -43,6 +56,12 @@ class LlavaSFTConfig(SFTConfig):
             tokens, divided by the gradient-accumulation steps, and the gradients are averaged over ranks. `global`:
             transformers 5's default, one mean over every trained token of the optimizer step (all accumulation
             steps, and all ranks while `average_tokens_across_devices` is on), through `num_items_in_batch`.
+        padding_free (`bool`, *optional*, defaults to `False`):
+            Our collator concatenates the rows of each per-device batch into one sequence, positions restarting per row,
+            instead of padding them (`hub_llava.training.collator`); the same rows, labels and loss. Needs an
+            attention implementation that keeps the rows apart (`PADDING_FREE_ATTENTION`: `flash_attention_2/3/4` on
+            GPU, `sdpa` / `eager` / `flex_attention` anywhere); `LlavaSFTTrainer` refuses others. This replaces TRL's
+            field of the same name, which TRL refuses for vision datasets and custom collators.
     """
 
     max_length: int | None = field(
@@ -99,6 +118,15 @@ class LlavaSFTConfig(SFTConfig):
             "accumulation steps, gradients averaged over ranks. `global`: transformers 5's, one token mean over the "
             "whole optimizer step (all ranks with `average_tokens_across_devices`).",
             "choices": ["micro_batch", "global"],
+        },
+    )
+
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Concatenate the rows of each per-device batch into one sequence (positions restarting per row) "
+            "instead of padding them: hub_llava's collator, same rows, labels and loss. Needs attn_implementation "
+            "flash_attention_2/3/4, sdpa, eager or flex_attention."
         },
     )
 

@@ -30,7 +30,8 @@ def render_sample(row: dict, index: int, processor, training_args) -> dict:
     messages = prepare_multimodal_messages(row["messages"], images=row.get("images") or [])
     text = processor.apply_chat_template(messages, tokenize=False)
     batch = build_collator(processor, training_args)([dict(row)])
-    n_tokens = int(batch["attention_mask"][0].sum())
+    # a padding-free recipe's batch of one row is that row, without an attention mask
+    n_tokens = int(batch["attention_mask"][0].sum()) if "attention_mask" in batch else batch["input_ids"].shape[1]
     labels = batch["labels"][0][:n_tokens]
     image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     return {

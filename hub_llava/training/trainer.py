@@ -10,6 +10,10 @@ micro-batch's own token mean, divided by the accumulation steps, averaged over r
 the same code paths give exactly that: TRL divides by the micro-batch's own trained tokens, `training_step` divides by
 the micro-batches of the step, and DeepSpeed is told not to scale by its own accumulation setting (`scale_wrt_gas`).
 
+Padding-free (`padding_free`): the layout is the collator's (`hub_llava.training.collator`); TRL 1.16 refuses its own
+`padding_free` for vision datasets and custom collators, so TRL's set-up sees it off, and the start-up check refuses an
+attention implementation that would let the packed rows attend to each other.
+
 Resume: transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safetensors` with a plain non-strict
 `load_state_dict`, but `save_pretrained` wrote Llava's legacy key names (`language_model.model.*`, ...): no weight
 matched and training silently went on from the initial weights. We rename the keys as `from_pretrained` does.
@@ -20,11 +24,13 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, rename_source_key
 from trl import SFTTrainer
 
+from hub_llava.training.configs import PADDING_FREE_ATTENTION
 from hub_llava.training.model import PROJECTOR, add_zero_image_hook
 from hub_llava.training.sampler import ModalityLengthGroupedSampler
 
@@ -43,7 +49,14 @@ class LlavaSFTTrainer(SFTTrainer):
 
     def __init__(self, *args, modality_lengths: list[int] | None = None, **kwargs):
         self.modality_lengths = modality_lengths
-        super().__init__(*args, **kwargs)
+        # `padding_free` is our collator's (`build_collator`): TRL's own checks would refuse it for a vision dataset
+        # and a custom collator, so TRL sees it off while it sets up.
+        training_args = kwargs["args"] if "args" in kwargs else args[1]
+        padding_free, training_args.padding_free = training_args.padding_free, False
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            training_args.padding_free = padding_free
         if self.args.group_by_modality_length and modality_lengths is None:
             raise ValueError("`group_by_modality_length` needs `modality_lengths` (see hub_llava.training.data)")
         if self.args.zero_image_for_text_only == "yes":
@@ -59,6 +72,8 @@ class LlavaSFTTrainer(SFTTrainer):
         # the ones DDP and ZeRO-2 runs write.
         llava = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         llava._weight_conversions = None
+        if padding_free:
+            check_padding_free_attention(llava)
         self._micro_batch_step, self._micro_batch = 0, -1
 
     def create_optimizer(self, model=None):
@@ -118,8 +133,13 @@ class LlavaSFTTrainer(SFTTrainer):
             kind = "images"
         else:
             kind = "text-only" + (" (zero image)" if self.args.zero_image_for_text_only == "yes" else "")
-        tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        trained = (inputs["labels"][:, 1:] != -100).sum(dim=1).tolist()
+        if "attention_mask" in inputs:
+            tokens = inputs["attention_mask"].sum(dim=1).tolist()
+            trained = (inputs["labels"][:, 1:] != -100).sum(dim=1).tolist()
+        else:  # padding-free: one row per sequence of the packed batch (each row's first label is -100)
+            starts = inputs["cu_seq_lens_q"].tolist()
+            tokens = [end - start for start, end in zip(starts, starts[1:])]
+            trained = [int((inputs["labels"][0, start:end] != -100).sum()) for start, end in zip(starts, starts[1:])]
         rows = " ".join(f"{n}/{t}" for n, t in zip(tokens, trained))
         return f"rank {self.args.process_index} step {step} micro-batch {self._micro_batch}: {kind}; rows (tokens/trained): {rows}"
 
@@ -149,6 +169,24 @@ class LlavaSFTTrainer(SFTTrainer):
                 f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {result.unexpected_keys[:5]}"
             )
         logger.info("Loaded model weights from %s", path)
+
+
+def check_padding_free_attention(model) -> None:
+    """Refuses `padding_free` with an attention implementation that cannot keep the packed rows apart (the rows would
+    silently attend to each other): the language model's must be one of `PADDING_FREE_ATTENTION`."""
+    implementation = model.model.language_model.config._attn_implementation
+    if implementation not in PADDING_FREE_ATTENTION:
+        raise ValueError(
+            f"padding_free: true needs an attention implementation that keeps the packed rows apart "
+            f"({', '.join(PADDING_FREE_ATTENTION)}); the model uses {implementation!r}: set attn_implementation in the "
+            "recipe, or padding_free: false"
+        )
+    if implementation in ("sdpa", "eager") and torch.cuda.is_available():
+        logger.warning(
+            "padding_free with %s is exact but computes attention over the whole packed sequence under a block mask "
+            "(quadratic in its length); flash_attention_2 attends within each row only",
+            implementation,
+        )
 
 
 def resume_point(checkpoint) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import torch
 
 from hub_llava.testing import llava_7b_shaped_config
 from hub_llava.token_stream import IGNORE_INDEX
-from hub_llava.training.collator import pack_rows, pad_rows
+from hub_llava.training.collator import pack_rows, pad_rows, padding_fraction
 from hub_llava.training.sampler import modality_grouped_indices
 
 IMAGE_TOKEN_ID, PAD_TOKEN_ID = 32000, 32001
@@ -61,7 +61,9 @@ def mix665k_rows(n: int, n_image_tokens: int, seed: int = 0) -> list[dict]:
 
 
 def batches(rows: list[dict], per_device: int, seed: int = 0) -> list[list[dict]]:
-    order = modality_grouped_indices([row["words"] for row in rows], per_device, 1, torch.Generator().manual_seed(seed))
+    order = modality_grouped_indices(
+        [row["words"] for row in rows], per_device, 1, torch.Generator().manual_seed(seed)
+    )
     return [[rows[i] for i in order[start : start + per_device]] for start in range(0, len(order), per_device)]
 
 
@@ -110,12 +112,12 @@ def run(args, attn: str, layout: str, steps: list[list[dict]], n_image_tokens: i
                 torch.cuda.synchronize()
             start = time.perf_counter()
         batch = build([row["ids"] for row in rows], [row["labels"] for row in rows], PAD_TOKEN_ID)
+        batch = {key: value.to(args.device) if torch.is_tensor(value) else value for key, value in batch.items()}
         n_images = sum(row["words"] > 0 for row in rows)
         if n_images:  # the same pixels in both layouts
             pixels = torch.randn(n_images, 3, size, size, generator=torch.Generator().manual_seed(step))
-            batch["pixel_values"] = pixels.to(torch.bfloat16)
-        batch = {key: value.to(args.device) for key, value in batch.items()}
-        loss = model(**batch).loss
+            batch["pixel_values"] = pixels.to(args.device, torch.bfloat16)
+        loss = model(**batch, use_cache=False).loss  # no cache: with one, sdpa would not keep packed rows apart
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -135,7 +137,7 @@ def run(args, attn: str, layout: str, steps: list[list[dict]], n_image_tokens: i
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None,
         "model_tflops_per_s": flops / seconds / 1e12,
         "mfu": flops / seconds / (peak * 1e12) if peak else None,
-        "final_loss": float(loss),
+        "final_loss": loss.item(),
     }
     del model, optimizer
     return result
@@ -149,18 +151,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per run.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps before them.")
     parser.add_argument("--peak_tflops", type=float, help="The GPU's dense bf16 peak (default: its datasheet's).")
-    parser.add_argument("--attn", help="Comma-separated attention implementations (default: sdpa + flash if installed).")
-    parser.add_argument("--tiny", action="store_true", help="Tiny widths and 28 px images (a CPU check of the script).")
+    parser.add_argument(
+        "--attn", help="Comma-separated attention implementations (default: sdpa + flash if installed)."
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="Tiny widths and 28 px images (a CPU check of the script)."
+    )
+    parser.add_argument("--padding_only", action="store_true", help="Print the padding fractions only (no model).")
     args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available() and not args.padding_only:
         parser.error("no CUDA device (use --device cpu --tiny for a CPU check)")
-    attns = args.attn.split(",") if args.attn else ["sdpa"] + ["flash_attention_2"] * bool(
-        importlib.util.find_spec("flash_attn")
+    attns = (
+        args.attn.split(",")
+        if args.attn
+        else ["sdpa"] + ["flash_attention_2"] * bool(importlib.util.find_spec("flash_attn"))
     )
     n_image_tokens = (28 if args.tiny else 336) // 14
     n_image_tokens *= n_image_tokens
     rows = mix665k_rows(args.rows * (args.steps + args.warmup) * 4, n_image_tokens)
     steps = batches(rows, args.rows)[: args.steps + args.warmup]
+    if args.padding_only:
+        for layout, build in (("padded", pad_rows), ("padding_free", pack_rows)):
+            collated = [build([r["ids"] for r in rows], [r["labels"] for r in rows], PAD_TOKEN_ID) for rows in steps]
+            print(f"{layout}: padding {100 * padding_fraction(collated, PAD_TOKEN_ID):.1f}% of the computed tokens")
+        return
     peak = peak_tflops(args.device, args.peak_tflops)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"device: {name}; bf16 peak: {peak} TFLOP/s; {args.layers} layers; {args.rows} rows/step", flush=True)

@@ -20,4 +20,4 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || { echo "error: no GPU (nvidia-smi failed)" >&2; exit 1; }
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-time "$PYTHON" bench/gpu_check.py "$@"
+time timeout 470 "$PYTHON" bench/gpu_check.py "$@"  # the 8 minutes the check may take, at most

@@ -23,7 +23,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import torch
-from trl.data_utils import prepare_multimodal_messages
 
 from hub_llava.processing import expand_to_square, image_token_count
 from hub_llava.token_stream import IGNORE_INDEX, TokenStream, expand_images
@@ -35,6 +34,8 @@ def row_ids(stream: TokenStream, messages: list[dict], n_images: int, n_image_to
     `messages` are the dataset's (plain-string content); the image goes before the first user text, where LLaVA-1.5
     records hold it (TRL's `prepare_multimodal_messages`).
     """
+    from trl.data_utils import prepare_multimodal_messages  # here: `pad_rows` / `pack_rows` need torch alone
+
     ids, labels = stream.conversation(prepare_multimodal_messages(messages, images=[None] * n_images))
     return expand_images(ids, labels, stream.image_token_id, n_image_tokens)
 
@@ -86,39 +87,52 @@ class LlavaCollator:
             images = [expand_to_square(image, background) for image in images]
         return images
 
-    def _padded_length(self, length: int) -> int:
-        if self.pad_to_multiple_of:
-            return -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        return length
-
     def _pad(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
-        length = self._padded_length(max(len(row) for row in ids))
-        input_ids = torch.full((len(ids), length), self.stream.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
-        out_labels = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, row_labels) in enumerate(zip(ids, labels)):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-            out_labels[i, : len(row)] = torch.tensor(row_labels)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": out_labels}
+        return pad_rows(ids, labels, self.stream.pad_token_id, self.pad_to_multiple_of)
 
     def _pack(self, ids: list[list[int]], labels: list[list[int]]) -> dict:
-        n_tokens = sum(len(row) for row in ids)
-        tail = self._padded_length(n_tokens) - n_tokens
-        if tail:  # the padding is one more sequence, trained on nothing
-            ids, labels = [*ids, [self.stream.pad_token_id] * tail], [*labels, [IGNORE_INDEX] * tail]
-        lengths = [len(row) for row in ids]
-        flat_labels = [IGNORE_INDEX if j == 0 else label for row in labels for j, label in enumerate(row)]
-        cu_seq_lens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
-        return {
-            "input_ids": torch.tensor([[token for row in ids for token in row]]),
-            "labels": torch.tensor([flat_labels]),
-            "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
-            "cu_seq_lens_q": cu_seq_lens,
-            "cu_seq_lens_k": cu_seq_lens,
-            "max_length_q": max(lengths),
-            "max_length_k": max(lengths),
-        }
+        return pack_rows(ids, labels, self.stream.pad_token_id, self.pad_to_multiple_of)
+
+
+def _padded_length(length: int, multiple: int | None) -> int:
+    return -(-length // multiple) * multiple if multiple else length
+
+
+def pad_rows(ids: list[list[int]], labels: list[list[int]], pad_token_id: int, multiple: int | None = None) -> dict:
+    """Rows of ids and labels (images expanded, truncated) padded on the right into `input_ids`, `attention_mask`,
+    `labels` of shape (rows, longest row, rounded up to `multiple`)."""
+    length = _padded_length(max(len(row) for row in ids), multiple)
+    input_ids = torch.full((len(ids), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
+    out_labels = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
+    for i, (row, row_labels) in enumerate(zip(ids, labels)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+        out_labels[i, : len(row)] = torch.tensor(row_labels)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": out_labels}
+
+
+def pack_rows(ids: list[list[int]], labels: list[list[int]], pad_token_id: int, multiple: int | None = None) -> dict:
+    """The same rows concatenated into one sequence (module docstring): `input_ids`, `labels`, `position_ids` of
+    shape (1, N), each row's first label -100, and the flash-attention lengths; N rounded up to `multiple` by one more
+    sequence of `pad_token_id`, trained on nothing. A forward of it must not pass a cache (`use_cache=False`, as the
+    trainer's): with one, sdpa / eager do not split the rows."""
+    n_tokens = sum(len(row) for row in ids)
+    tail = _padded_length(n_tokens, multiple) - n_tokens
+    if tail:
+        ids, labels = [*ids, [pad_token_id] * tail], [*labels, [IGNORE_INDEX] * tail]
+    lengths = [len(row) for row in ids]
+    flat_labels = [IGNORE_INDEX if j == 0 else label for row in labels for j, label in enumerate(row)]
+    cu_seq_lens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    return {
+        "input_ids": torch.tensor([[token for row in ids for token in row]]),
+        "labels": torch.tensor([flat_labels]),
+        "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+        "cu_seq_lens_q": cu_seq_lens,
+        "cu_seq_lens_k": cu_seq_lens,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+    }
 
 
 def build_collator(processor, args) -> LlavaCollator:

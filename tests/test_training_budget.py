@@ -300,3 +300,20 @@ def test_two_process_ddp_run_resumed_in_the_second_epoch_sees_the_same_batches(
     resumed = launch(tmp_path / "out", *ddp_overrides(tiny_model_dir, mixed_data, *extra))
     assert resumed.returncode == 0, resumed.tail()
     assert rows.rows_of(resumed) == {key: batch for key, batch in whole.items() if key[0] > resume_at} != {}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_of_the_modality_sampler_resumed_in_the_second_epoch_sees_the_same_batches(
+    rows, tiny_model_dir, mixed_data, tmp_path
+):
+    """The same resume with LLaVA's fixed-size `ModalityLengthGroupedSampler` (padded, 2 rows per device): before
+    `LlavaSFTTrainer._run_epoch` set the epoch, a multi-rank run resumed in its second epoch replayed epoch 0's order."""
+    overrides = ["--num_train_epochs", "2"]
+    whole = launch(tmp_path / "whole", *reference_overrides(tiny_model_dir, mixed_data, DDP_ACCUMULATION, *overrides))
+    assert whole.returncode == 0, whole.tail()
+    batches = rows.rows_of(whole)
+    resume_at = max(step for step, _, _ in batches) // 2 + 1
+    overrides += ["--resume_from_checkpoint", str(whole.output_dir / f"checkpoint-{resume_at}")]
+    resumed = launch(tmp_path / "out", *reference_overrides(tiny_model_dir, mixed_data, DDP_ACCUMULATION, *overrides))
+    assert resumed.returncode == 0, resumed.tail()
+    assert rows.rows_of(resumed) == {key: batch for key, batch in batches.items() if key[0] > resume_at} != {}

@@ -61,9 +61,7 @@ def mix665k_rows(n: int, n_image_tokens: int, seed: int = 0) -> list[dict]:
 
 
 def batches(rows: list[dict], per_device: int, seed: int = 0) -> list[list[dict]]:
-    order = modality_grouped_indices(
-        [row["words"] for row in rows], per_device, 1, torch.Generator().manual_seed(seed)
-    )
+    order = modality_grouped_indices([row["words"] for row in rows], per_device, 1, torch.Generator().manual_seed(seed))
     return [[rows[i] for i in order[start : start + per_device]] for start in range(0, len(order), per_device)]
 
 
@@ -151,19 +149,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per run.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps before them.")
     parser.add_argument("--peak_tflops", type=float, help="The GPU's dense bf16 peak (default: its datasheet's).")
-    parser.add_argument(
-        "--attn", help="Comma-separated attention implementations (default: sdpa + flash if installed)."
-    )
-    parser.add_argument(
-        "--tiny", action="store_true", help="Tiny widths and 28 px images (a CPU check of the script)."
-    )
+    parser.add_argument("--attn", help="Comma-separated attention implementations (default: sdpa + flash if installed).")
+    parser.add_argument("--tiny", action="store_true", help="Tiny widths and 28 px images (a CPU check of the script).")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device (use --device cpu --tiny for a CPU check)")
-    attns = (
-        args.attn.split(",")
-        if args.attn
-        else ["sdpa"] + ["flash_attention_2"] * bool(importlib.util.find_spec("flash_attn"))
+    attns = args.attn.split(",") if args.attn else ["sdpa"] + ["flash_attention_2"] * bool(
+        importlib.util.find_spec("flash_attn")
     )
     n_image_tokens = (28 if args.tiny else 336) // 14
     n_image_tokens *= n_image_tokens

@@ -201,8 +201,9 @@ SMOKE_IMAGE_TOKENS = [62, 80, 65, 81] * 3
 SMOKE_TEXT_TOKENS = [52, 60, 57, 59]
 
 
-def test_smoke_run_trains_on_batches_within_the_budget(tiny_dir, tmp_path, caplog):
-    overrides = ["--gradient_accumulation_steps", "2", "--num_train_epochs", "2"]
+@pytest.mark.parametrize("loss_weighting", ["micro_batch", "global"])
+def test_smoke_run_trains_on_batches_within_the_budget(tiny_dir, tmp_path, caplog, loss_weighting):
+    overrides = ["--gradient_accumulation_steps", "2", "--num_train_epochs", "2", "--loss_weighting", loss_weighting]
     with caplog.at_level("INFO", logger="hub_llava"):
         seen = run_recipe(tmp_path / "out", tiny_dir, *overrides)
     assert all(sum(rows) <= 200 for _, _, rows in seen)
@@ -219,7 +220,7 @@ def test_smoke_run_trains_on_batches_within_the_budget(tiny_dir, tmp_path, caplo
     mixed = [step for step, kinds in by_step.items() if len(kinds) > 1]
     assert all(step % per_epoch == 0 for step in mixed)  # only an epoch's last step may mix
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-    assert len(losses) == state["global_step"] and all(loss == loss for loss in losses)
+    assert len(losses) == state["global_step"] and all(0 < loss < 20 for loss in losses)
     assert "per_device_train_batch_size=2 is unused" in caplog.text
 
 

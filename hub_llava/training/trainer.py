@@ -171,11 +171,11 @@ class LlavaSFTTrainer(SFTTrainer):
         )
         budget = first if epochs <= 1 else sampler(epochs)
         logger.info(
-            "max_tokens_per_batch %d: %d per-device batches per epoch of at most %d tokens (%.1f rows on average; "
-            "per_device_train_batch_size=%d is unused)",
+            "max_tokens_per_batch %d: %d per-device batches per epoch (%d per rank) of at most that many tokens "
+            "(%.1f rows on average; per_device_train_batch_size=%d is unused)",
             args.max_tokens_per_batch,
             len(budget),
-            args.max_tokens_per_batch,
+            len(budget) // args.world_size,
             len(self.token_counts) / len(budget),
             args.per_device_train_batch_size,
         )

@@ -224,6 +224,14 @@ def test_smoke_run_trains_on_batches_within_the_budget(tiny_dir, tmp_path, caplo
     assert "per_device_train_batch_size=2 is unused" in caplog.text
 
 
+def test_without_modality_grouping_the_budget_fills_batches_from_all_rows(tiny_dir, tmp_path):
+    seen = run_recipe(tmp_path / "out", tiny_dir, "--group_by_modality_length", "false")
+    assert all(sum(rows) <= 200 for _, _, rows in seen)
+    assert sorted(n for _, _, rows in seen for n in rows) == sorted(SMOKE_IMAGE_TOKENS + SMOKE_TEXT_TOKENS)
+    # the two modalities' token counts differ here, so a batch holding both is visible
+    assert any(set(rows) & set(SMOKE_IMAGE_TOKENS) and set(rows) & set(SMOKE_TEXT_TOKENS) for _, _, rows in seen)
+
+
 def test_a_resumed_run_trains_on_the_batches_the_whole_run_did(tiny_dir, tmp_path):
     """Resumed in the second epoch, from a checkpoint mid-epoch: the steps after it see the rows the uninterrupted
     run saw (the epoch's order from seed + epoch, the finished micro-batches skipped)."""

@@ -16,7 +16,11 @@ Four measurements, each with its baseline in the same run:
    rows of a batch concatenated; padding only to reach `pad_to_multiple_of`, here none and 64).
 3. Padding-free collation on the rows of 1.: the padded collator (baseline) vs the padding-free one, ms per sample,
    and the padding fraction of their batches (`hub_llava.training.collator.padding_fraction`).
-4. Tiny-model training step time of the smoke recipe (4 epochs, per-device batch 2) with 1 process and with 2
+4. Token budget (`max_tokens_per_batch`) on the length mix of 2., 8 devices: rows and tokens per per-device batch
+   (mean, min, max, max/min) and rows per optimizer step, fixed 16-row padding-free batches (the order of
+   `group_by_modality_length`) vs a budget of 16 x the mean row length (`TokenBudgetBatchSampler`'s batches, with and
+   without sorting each window by length), and the time to plan one epoch.
+5. Tiny-model training step time of the smoke recipe (4 epochs, per-device batch 2) with 1 process and with 2
    processes (gloo DDP on CPU), one thread per process.
 """
 
@@ -38,7 +42,7 @@ from hub_llava.processing import build_processor, padding_image_processor
 from hub_llava.testing import tiny_tokenizer
 from hub_llava.training.collator import build_collator, padding_fraction, row_ids
 from hub_llava.training.configs import LlavaSFTConfig
-from hub_llava.training.sampler import modality_grouped_indices
+from hub_llava.training.sampler import modality_grouped_indices, token_budget_batches
 from hub_llava.training.tiny_model import make_tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,12 +162,19 @@ def length_padding_fraction(order, tokens, batch_size, padding_free=False, pad_t
     return 1 - real / computed
 
 
-def bench_padding(n=100_000, batch_size=16, devices=8, seed=0):
+def length_mix(n, seed):
+    """The mix665k-like rows: per row its tokens (image expanded, capped at 2048), its sampler length (words,
+    negative for text-only rows) and whether it is text-only."""
     rng = np.random.default_rng(seed)
     is_text = rng.random(n) < 0.06
     text_tokens = np.where(is_text, rng.lognormal(np.log(900), 0.6, n), rng.lognormal(np.log(120), 0.8, n))
     tokens = np.minimum(np.where(is_text, 0, 576) + 60 + text_tokens, 2048).astype(int).tolist()
     words = [max(1, int(t / 1.4)) * (-1 if text else 1) for t, text in zip(text_tokens, is_text)]
+    return tokens, words, is_text
+
+
+def bench_padding(n=100_000, batch_size=16, devices=8, seed=0):
+    tokens, words, is_text = length_mix(n, seed)
     random_order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     grouped = modality_grouped_indices(words, batch_size, devices, torch.Generator().manual_seed(seed))
     base = length_padding_fraction(random_order, tokens, batch_size)
@@ -180,6 +191,56 @@ def bench_padding(n=100_000, batch_size=16, devices=8, seed=0):
         "grouped_padding_free_multiple_of_64": packed_64,
         "computed_tokens_padding_free_over_padded": (1 - ours) / (1 - packed),
     }
+
+
+def spread(values):
+    """Mean, extremes and 5th / 95th percentiles (a modality's last, underfull batch sets the minimum alone)."""
+    p5, p95 = np.percentile(values, [5, 95])
+    return {"mean": float(np.mean(values)), "min": int(min(values)), "p5": float(p5), "p95": float(p95),
+            "max": int(max(values)), "max_over_min": max(values) / min(values), "p95_over_p5": p95 / p5}  # fmt: skip
+
+
+def slowest_over_mean(steps, cost):
+    """Per optimizer step, the costliest per-device batch over the step's mean (a step waits for its slowest rank),
+    averaged over the steps."""
+    ratios = []
+    for step in steps:
+        costs = [cost(batch) for batch in step]
+        ratios.append(max(costs) / np.mean(costs))
+    return float(np.mean(ratios))
+
+
+def batch_figures(batches, tokens, devices):
+    """Rows and tokens per per-device batch, rows per optimizer step (`devices` batches), over full steps only."""
+    full = len(batches) - len(batches) % devices
+    steps = [batches[i : i + devices] for i in range(0, full, devices)]
+    return {
+        "batches": len(batches),
+        "rows_per_batch": spread([len(batch) for batch in batches]),
+        "tokens_per_batch": spread([sum(tokens[i] for i in batch) for batch in batches]),
+        "rows_per_step": spread([sum(len(batch) for batch in step) for step in steps]),
+        # rank balance: tokens (the MLPs, projections) and sum of squared row lengths (varlen attention)
+        "step_slowest_over_mean_tokens": slowest_over_mean(steps, lambda batch: sum(tokens[i] for i in batch)),
+        "step_slowest_over_mean_attention": slowest_over_mean(steps, lambda batch: sum(tokens[i] ** 2 for i in batch)),
+    }
+
+
+def bench_budget(n=100_000, batch_size=16, devices=8, seed=0):
+    tokens, words, _ = length_mix(n, seed)
+    budget = batch_size * round(float(np.mean(tokens)))
+    grouped = modality_grouped_indices(words, batch_size, devices, torch.Generator().manual_seed(seed))
+    fixed = [grouped[i : i + batch_size] for i in range(0, n, batch_size)]
+    results = {
+        "budget": budget,
+        "mean_row_tokens": float(np.mean(tokens)),
+        "fixed_16_rows": batch_figures(fixed, tokens, devices),
+    }
+    for name, sort in (("budget_sorted_windows", True), ("budget_unsorted", False)):
+        start = time.perf_counter()
+        batches = token_budget_batches(tokens, words, budget, devices, torch.Generator().manual_seed(seed), sort=sort)
+        results[name] = {**batch_figures(batches, tokens, devices), "plan_s": time.perf_counter() - start}
+        results[name]["fill"] = results[name]["tokens_per_batch"]["mean"] / budget
+    return results
 
 
 def run_smoke(n_processes, tiny_dir, output_dir):
@@ -217,6 +278,7 @@ def main():
     parser.add_argument("--skip_steps", action="store_true", help="Skip the 1- vs 2-process training runs.")
     args = parser.parse_args()
     results = {"collate": bench_collate(args.rows, args.batch_size), "padding": bench_padding()}
+    results["token_budget"] = bench_budget(batch_size=args.batch_size)
     results["padding_free_collate"] = bench_packed(args.rows, args.batch_size)
     if not args.skip_steps:
         results["steps"] = bench_steps()

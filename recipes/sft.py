@@ -27,7 +27,7 @@ from hub_llava.hub import push_model
 from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
-from hub_llava.training.data import filter_trainable, load_train_dataset, measure
+from hub_llava.training.data import filter_trainable, kept_token_counts, load_train_dataset, measure
 from hub_llava.training.lora import base_record
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
@@ -92,6 +92,7 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
             require_image=training_args.llava_template == "plain",
         )
     dataset, modality_lengths = filter_trainable(dataset, stats)
+    token_counts = kept_token_counts(stats, training_args.max_length)  # for max_tokens_per_batch
     logger.info(f"{len(dataset)} rows to train on ({sum(x > 0 for x in modality_lengths)} with an image)")
 
     ######################
@@ -107,6 +108,7 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         data_collator=build_collator(processor, training_args),
         peft_config=lora_config(model_args),
         modality_lengths=modality_lengths,
+        token_counts=token_counts,
         # checkpoints keep tokenizer.model (LLaVA's stream) and, for LoRA, how to rebuild the adapter's base
         callbacks=[
             TokenStreamFilesCallback(

@@ -62,6 +62,12 @@ class LlavaSFTConfig(SFTConfig):
             attention implementation that keeps the rows apart (`PADDING_FREE_ATTENTION`: `flash_attention_2/3/4` on
             GPU, `sdpa` / `eager` / `flex_attention` anywhere); `LlavaSFTTrainer` refuses others. This replaces TRL's
             field of the same name, which TRL refuses for vision datasets and custom collators.
+        max_tokens_per_batch (`int`, *optional*):
+            With `padding_free`, the batching rule is this token budget instead of a row count: each per-device batch
+            takes rows until the next would exceed it (rows counted after image expansion and truncation), so
+            `per_device_train_batch_size` is unused for training (`hub_llava.training.sampler.TokenBudgetBatchSampler`;
+            global steps stay all-image or all-text under `group_by_modality_length`). Not LLaVA-1.5's recipe: the rows
+            per optimizer step then vary. At least `max_length`.
     """
 
     max_length: int | None = field(
@@ -130,9 +136,37 @@ class LlavaSFTConfig(SFTConfig):
         },
     )
 
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "With padding_free: fill each per-device batch with rows up to this many tokens (after image "
+            "expansion and truncation) instead of per_device_train_batch_size rows, which is then unused for "
+            "training. At least max_length. Changes the rows per optimizer step: not LLaVA-1.5's recipe."
+        },
+    )
+
     def __post_init__(self):
         check_mixed_precision(self, os.environ.get("ACCELERATE_MIXED_PRECISION"))
+        check_token_budget(self)
         super().__post_init__()
+
+
+def check_token_budget(args) -> None:
+    """Refuses a `max_tokens_per_batch` that cannot work: without `padding_free` (a padded batch costs rows x its
+    longest row, not its tokens), or smaller than `max_length` (a row of `max_length` tokens would fit no batch)."""
+    budget = args.max_tokens_per_batch
+    if budget is None:
+        return
+    if not args.padding_free:
+        raise ValueError(
+            f"max_tokens_per_batch: {budget} needs padding_free: true (a padded batch is not counted in tokens): "
+            "set padding_free: true, or remove max_tokens_per_batch"
+        )
+    if budget < (args.max_length or 1):
+        raise ValueError(
+            f"max_tokens_per_batch ({budget}) is smaller than max_length ({args.max_length}): a row of max_length "
+            f"tokens would fit no batch; raise max_tokens_per_batch to at least {args.max_length} or lower max_length"
+        )
 
 
 def check_mixed_precision(args, launcher: str | None) -> None:

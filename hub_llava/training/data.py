@@ -139,13 +139,24 @@ def measure(
     )
 
 
+def kept_rows(stats: RowStats) -> list[int]:
+    """The rows `filter_trainable` keeps: not cut inside the image, some trained token left."""
+    return [i for i in range(len(stats.n_tokens)) if not stats.image_cut[i] and stats.n_trained[i] > 0]
+
+
+def kept_token_counts(stats: RowStats, max_length: int | None) -> list[int]:
+    """Per row `filter_trainable` keeps: its tokens in a batch (`n_tokens` cut at `max_length`, as the collator
+    truncates), for the token-budget sampler."""
+    return [min(stats.n_tokens[i], max_length or stats.n_tokens[i]) for i in kept_rows(stats)]
+
+
 def filter_trainable(dataset: Dataset, stats: RowStats, ids_to_log: int = 5) -> tuple[Dataset, list[int]]:
     """Drops rows cut inside the image or left with nothing to train on; logs how many and which.
 
     Returns:
         `(dataset, modality_lengths)`: the kept rows (an index view, nothing copied) and their sampler lengths.
     """
-    keep = [i for i in range(len(dataset)) if not stats.image_cut[i] and stats.n_trained[i] > 0]
+    keep = kept_rows(stats)
     dropped = sorted(set(range(len(dataset))) - set(keep))
     if dropped:
         cut = sum(stats.image_cut[i] for i in dropped)

@@ -1,4 +1,5 @@
-"""LLaVA-1.5's `group_by_modality_length` sampler: every global batch all-image or all-text.
+"""LLaVA-1.5's `group_by_modality_length` sampler: every global batch all-image or all-text; and its token-budget
+variant for padding-free batches (`TokenBudgetBatchSampler`, at the end).
 
 Semantics (LLaVA's `get_modality_length_grouped_indices`): lengths are word counts, negative for text-only rows.
 Image rows and text rows are shuffled separately and cut into megabatches of one global batch
@@ -90,3 +91,157 @@ class ModalityLengthGroupedSampler(Sampler):
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return iter(modality_grouped_indices(self.lengths, self.batch_size, self.n_batches, generator))
+
+
+def _fill(order: list[int], tokens: list[int], max_tokens: int, window_tokens: int, sort: bool) -> list[list[int]]:
+    """Next-fit: each batch takes rows in `order` until the next would push it past `max_tokens`.
+
+    With `sort`, `order` is first cut into windows of about `window_tokens` (one global step's budget) and each window
+    sorted longest first, as the fixed-size sampler sorts its megabatches; a batch runs on across window boundaries.
+    Measured on a mix665k-like length mix (BENCHMARKS.md): no fewer batches than the shuffled order, and the batches
+    of a step then differ more in attention cost (long rows together), so it is off by default.
+    """
+    if sort:
+        windows, window, total = [], [], 0
+        for index in order:
+            window.append(index)
+            total += tokens[index]
+            if total >= window_tokens:
+                windows.append(window)
+                window, total = [], 0
+        windows.append(window)
+        order = [i for window in windows for i in sorted(window, key=lambda i: tokens[i], reverse=True)]
+    batches, batch, total = [], [], 0
+    for index in order:
+        if batch and total + tokens[index] > max_tokens:
+            batches.append(batch)
+            batch, total = [], 0
+        batch.append(index)
+        total += tokens[index]
+    return batches + [batch] if batch else batches
+
+
+def _grow(groups: list[list[list[int]]], n_total: int) -> None:
+    """Adds batches to `groups` (one batch list per modality) until they hold `n_total`: the batch with the most rows
+    is cut in two halves (no row repeats); when every batch is a single row, the first batches are repeated."""
+    n = sum(len(batches) for batches in groups)
+    if n > n_total:
+        raise RuntimeError(f"the token budget gave {n} batches, more than the {n_total} planned for every epoch")
+    for extra in range(n_total - n):
+        g, b = max(((g, b) for g, batches in enumerate(groups) for b in range(len(batches))),
+                   key=lambda gb: len(groups[gb[0]][gb[1]]))  # fmt: skip
+        batch = groups[g][b]
+        if len(batch) > 1:
+            groups[g][b : b + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+        else:  # nothing left to split: repeat rows, as accelerate's `even_batches` loops back
+            groups[0].append(list(groups[0][extra % len(groups[0])]))
+
+
+def token_budget_batches(
+    tokens: list[int],
+    modality_lengths: list[int],
+    max_tokens: int,
+    n_batches: int,
+    generator=None,
+    n_total: int | None = None,
+    sort: bool = False,
+) -> list[list[int]]:
+    """The per-device batches of one epoch under a token budget, in the order the ranks take them.
+
+    Image rows and text-only rows are shuffled separately and filled into batches of at most `max_tokens` tokens
+    within their modality (`_fill`). Each modality's batches are cut into global steps of `n_batches` batches; the
+    steps of both are shuffled together and each modality's incomplete remainder comes last (the one step that mixes
+    them, LLaVA's tail; a modality whose batches fill whole steps leaves none). With `n_total`, batches are first cut
+    in two (`_grow`) until there are exactly `n_total`.
+
+    Args:
+        tokens (`list[int]`):
+            Per row: its tokens in the batch (after image expansion and truncation).
+        modality_lengths (`list[int]`):
+            Per row: positive for rows with an image, negative for text-only rows (the sign is all that is read).
+        max_tokens (`int`):
+            Token budget of one per-device batch.
+        n_batches (`int`):
+            Per-device batches in a global step (`world_size * gradient_accumulation_steps`).
+        generator (`torch.Generator`, *optional*):
+            Source of randomness.
+        n_total (`int`, *optional*):
+            Number of batches to return.
+        sort (`bool`, *optional*, defaults to `False`):
+            Sort windows of one step's budget by length before filling (`_fill`; measured, it does not pack tighter).
+    """
+    if any(length == 0 for length in modality_lengths):
+        raise ValueError("Modality lengths must be non-zero (positive: image rows, negative: text-only rows)")
+    too_long = next((i for i, n in enumerate(tokens) if n > max_tokens), None)
+    if too_long is not None:
+        raise ValueError(
+            f"row {too_long} has {tokens[too_long]} tokens, more than max_tokens_per_batch ({max_tokens}): raise "
+            "max_tokens_per_batch or set max_length to at most it"
+        )
+    groups = []
+    for sign in (1, -1):
+        rows = [i for i, length in enumerate(modality_lengths) if length * sign > 0]
+        if rows:
+            order = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
+            groups.append(_fill(order, tokens, max_tokens, n_batches * max_tokens, sort))
+    if n_total is not None:
+        _grow(groups, n_total)
+    steps, tail = [], []
+    for batches in groups:
+        full = len(batches) - len(batches) % n_batches
+        steps += [batches[start : start + n_batches] for start in range(0, full, n_batches)]
+        tail += batches[full:]
+    steps = [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
+    return [batch for step in steps for batch in step] + tail
+
+
+class TokenBudgetBatchSampler(Sampler):
+    """A batch sampler yielding `token_budget_batches`, reshuffled each epoch from `seed + epoch`.
+
+    Every rank computes the same batches; accelerate's `BatchSamplerShard` hands rank r every `world_size`-th one from
+    the r-th on. The number of batches is fixed at construction, the same in every epoch (the Trainer reads it once
+    for `max_steps` and the schedule) and a multiple of `world_size` (every rank gets as many): the most that any of
+    the first `epochs` epochs fills, rounded up to that multiple; each epoch that fills fewer cuts batches in two
+    until it has as many (`_grow`). It has no `batch_size`: accelerate then takes its batches as they come.
+
+    Args:
+        tokens (`list[int]`): per row, its tokens in the batch (see `token_budget_batches`).
+        modality_lengths (`list[int]`): per row, positive with an image, negative text-only.
+        max_tokens (`int`): token budget of one per-device batch.
+        n_batches (`int`): per-device batches in a global step (`world_size * gradient_accumulation_steps`).
+        world_size (`int`, *optional*, defaults to `1`): data-parallel ranks.
+        seed (`int`, *optional*, defaults to `0`): the same on every rank.
+        epochs (`int`, *optional*, defaults to `1`): epochs the run will train, over which the batch count is fixed.
+    """
+
+    def __init__(
+        self,
+        tokens: list[int],
+        modality_lengths: list[int],
+        max_tokens: int,
+        n_batches: int,
+        world_size: int = 1,
+        seed: int = 0,
+        epochs: int = 1,
+    ):
+        if len(tokens) != len(modality_lengths):
+            raise ValueError(f"{len(tokens)} token counts for {len(modality_lengths)} rows")
+        self.tokens, self.modality_lengths, self.max_tokens = tokens, modality_lengths, max_tokens
+        self.n_batches, self.seed, self.epoch = n_batches, seed, 0
+        most = max(len(self._batches(epoch, None)) for epoch in range(max(1, epochs)))
+        self.n_total = -(-most // world_size) * world_size
+
+    def _batches(self, epoch: int, n_total: int | None) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return token_budget_batches(
+            self.tokens, self.modality_lengths, self.max_tokens, self.n_batches, generator, n_total
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_total
+
+    def __iter__(self):
+        return iter(self._batches(self.epoch, self.n_total))

@@ -12,7 +12,9 @@ the micro-batches of the step, and DeepSpeed is told not to scale by its own acc
 
 Padding-free (`padding_free`): the layout is the collator's (`hub_llava.training.collator`); TRL 1.16 refuses its own
 `padding_free` for vision datasets and custom collators, so TRL's set-up sees it off, and the start-up check refuses an
-attention implementation that would let the packed rows attend to each other.
+attention implementation that would let the packed rows attend to each other. With `max_tokens_per_batch` the train
+DataLoader takes its batches from `TokenBudgetBatchSampler` (per-device batches of at most that many tokens, the same
+on every rank; accelerate's `BatchSamplerShard` deals them out, `SkipBatchSampler` skips them on resume).
 
 Resume: transformers 5.23's `Trainer._load_from_checkpoint` loads `model.safetensors` with a plain non-strict
 `load_state_dict`, but `save_pretrained` wrote Llava's legacy key names (`language_model.model.*`, ...): no weight
@@ -21,18 +23,23 @@ matched and training silently went on from the initial weights. We rename the ke
 
 import json
 import logging
+import math
 import os
+from functools import partial
 from pathlib import Path
 
+import datasets
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, rename_source_key
+from transformers.trainer_utils import seed_worker
 from trl import SFTTrainer
 
 from hub_llava.training.configs import PADDING_FREE_ATTENTION
 from hub_llava.training.model import PROJECTOR, add_zero_image_hook
-from hub_llava.training.sampler import ModalityLengthGroupedSampler
+from hub_llava.training.sampler import ModalityLengthGroupedSampler, TokenBudgetBatchSampler
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +50,18 @@ class LlavaSFTTrainer(SFTTrainer):
     Args:
         modality_lengths (`list[int]`, *optional*):
             Per training row: word count, negative for text-only rows; needed by `group_by_modality_length`.
+        token_counts (`list[int]`, *optional*):
+            Per training row: its tokens in a batch (after image expansion and truncation,
+            `hub_llava.training.data.kept_token_counts`); needed by `max_tokens_per_batch`.
         *args, **kwargs:
             As `SFTTrainer`.
     """
 
-    def __init__(self, *args, modality_lengths: list[int] | None = None, **kwargs):
-        self.modality_lengths = modality_lengths
+    def __init__(
+        self, *args, modality_lengths: list[int] | None = None, token_counts: list[int] | None = None, **kwargs
+    ):
+        self.modality_lengths, self.token_counts = modality_lengths, token_counts
+        self._epoch_sampler = None  # the sampler `_run_epoch` sets the epoch of
         # `padding_free` is our collator's (`build_collator`): TRL's own checks would refuse it for a vision dataset
         # and a custom collator, so TRL sees it off while it sets up.
         training_args = kwargs["args"] if "args" in kwargs else args[1]
@@ -59,6 +72,8 @@ class LlavaSFTTrainer(SFTTrainer):
             training_args.padding_free = padding_free
         if self.args.group_by_modality_length and modality_lengths is None:
             raise ValueError("`group_by_modality_length` needs `modality_lengths` (see hub_llava.training.data)")
+        if self.args.max_tokens_per_batch is not None and token_counts is None:
+            raise ValueError("`max_tokens_per_batch` needs `token_counts` (see hub_llava.training.data)")
         if self.args.zero_image_for_text_only == "yes":
             add_zero_image_hook(self.model)
         elif self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -104,12 +119,74 @@ class LlavaSFTTrainer(SFTTrainer):
     def _get_train_sampler(self, train_dataset=None):
         if not self.args.group_by_modality_length:
             return super()._get_train_sampler(train_dataset)
-        return ModalityLengthGroupedSampler(
+        self._epoch_sampler = ModalityLengthGroupedSampler(
             self.modality_lengths,
             batch_size=self.args.per_device_train_batch_size,
             n_batches=self.args.world_size * self.args.gradient_accumulation_steps,
             seed=self.args.seed,
         )
+        return self._epoch_sampler
+
+    def get_train_dataloader(self) -> DataLoader:
+        """`Trainer`'s DataLoader, or with `max_tokens_per_batch` one on `TokenBudgetBatchSampler` (the parameters of
+        `Trainer._get_dataloader`, a batch sampler instead of `batch_size` / `sampler` / `drop_last`)."""
+        if self.args.max_tokens_per_batch is None:
+            return super().get_train_dataloader()
+        args, dataset, collator = self.args, self.train_dataset, self.data_collator
+        if isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="Training")
+        else:
+            collator = self._get_collator_with_removed_columns(collator, description="Training")
+        self._epoch_sampler = self._token_budget_sampler()
+        loader = DataLoader(
+            dataset,
+            batch_sampler=self._epoch_sampler,
+            collate_fn=collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            in_order=args.dataloader_in_order,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
+    def _token_budget_sampler(self) -> TokenBudgetBatchSampler:
+        """The batch sampler for `max_tokens_per_batch`, its batch count fixed over the epochs the run trains
+        (`num_train_epochs`, or as many as `max_steps` needs at the first epoch's count, an upper bound)."""
+        args = self.args
+        n_batches = args.world_size * args.gradient_accumulation_steps
+        lengths = self.modality_lengths if args.group_by_modality_length else [1] * len(self.token_counts)
+
+        def sampler(epochs):
+            return TokenBudgetBatchSampler(
+                self.token_counts, lengths, args.max_tokens_per_batch, n_batches, args.world_size, args.seed, epochs
+            )
+
+        first = sampler(1)
+        steps_per_epoch = math.ceil(len(first) / n_batches)
+        epochs = (
+            math.ceil(args.max_steps / steps_per_epoch) if args.max_steps > 0 else math.ceil(args.num_train_epochs)
+        )
+        budget = first if epochs <= 1 else sampler(epochs)
+        logger.info(
+            "max_tokens_per_batch %d: %d per-device batches per epoch (%d per rank) of at most that many tokens "
+            "(%.1f rows on average; per_device_train_batch_size=%d is unused)",
+            args.max_tokens_per_batch,
+            len(budget),
+            len(budget) // args.world_size,
+            len(self.token_counts) / len(budget),
+            args.per_device_train_batch_size,
+        )
+        return budget
+
+    def _run_epoch(self, *args, epoch, **kwargs):
+        # `Trainer` reaches the sampler's `set_epoch` through the DataLoader, except on a resumed run with several
+        # ranks (`SkipBatchSampler` over `BatchSamplerShard`): there the resumed epoch would replay epoch 0's order.
+        if self._epoch_sampler is not None:
+            self._epoch_sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, epoch=epoch, **kwargs)
 
     def _get_num_items_in_batch(self, batch_samples, device):
         """`None` under `loss_weighting="micro_batch"`: each micro-batch is then averaged over its own trained

@@ -28,6 +28,7 @@ from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, load_train_dataset, measure
+from hub_llava.training.eval_callback import BenchmarkEvalCallback
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
 from hub_llava.training.trainer import LlavaSFTTrainer, resume_point, whole_run_loss
@@ -108,6 +109,8 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
         modality_lengths=modality_lengths,
         callbacks=[TokenStreamFilesCallback(processor)],  # checkpoints keep tokenizer.model (LLaVA's stream)
     )
+    if training_args.eval_benchmarks:  # benchmark scores at each save; missing benchmark data stops the run here
+        trainer.add_callback(BenchmarkEvalCallback(trainer))
 
     ###############
     # Training loop

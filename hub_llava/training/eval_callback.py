@@ -14,10 +14,12 @@ training dtype, in eval mode (no dropout, no activation checkpointing), then goe
   `eval_mme_cognition` (the key alone when it already ends with the metric). wandb / trackio show them as
   `eval/pope_f1`, like the Trainer's `eval_loss`.
 
-Distributed: every process answers its shard of the questions with its own replica (DDP, ZeRO-2 and ZeRO-1 keep
-the full weights on every rank), as `accelerate launch ... hub-llava eval` shards them; the main process merges,
-scores and writes; every rank logs the same scores. ZeRO-3 and FSDP shard the weights themselves: `generate` would
-have to run in lockstep on all ranks, which this callback does not do, so it refuses them when the trainer is built.
+Distributed: every process answers its shard of the questions, as `accelerate launch ... hub-llava eval` shards
+them; the main process merges, scores and writes; every rank logs the same scores. Under DDP and ZeRO-1/2 each rank
+has the full weights and answers alone. Under ZeRO-3 each forward gathers the weights from all ranks, so the ranks
+answer in lockstep (`HFBackend(lockstep=True)`: the same number of `generate` calls on every rank, `synced_gpus`
+within one) and, for questions without an image, need `zero_image_for_text_only: yes` (the default) so that every
+rank runs the vision tower in each forward. FSDP is refused when the trainer is built (not verifiable on CPU here).
 
 Missing data (a benchmark's question, ground-truth or image files) is an error when the callback is built, before
 the first step, naming what is missing.
@@ -80,11 +82,16 @@ class BenchmarkEvalCallback(TrainerCallback):
 
     def __init__(self, trainer):
         args = trainer.args
-        if is_deepspeed_zero3_enabled() or trainer.is_fsdp_enabled:
+        if trainer.is_fsdp_enabled:
             raise ValueError(
-                "eval_benchmarks cannot run under ZeRO-3 or FSDP (the weights are sharded across ranks); train with "
-                "ZeRO-2 or DDP (recipes/accelerate_configs/zero2.yaml), or evaluate the saved checkpoints with "
-                "`hub-llava eval`"
+                "eval_benchmarks cannot run under FSDP; train with ZeRO-3, ZeRO-2 or DDP "
+                "(recipes/accelerate_configs/), or evaluate the saved checkpoints with `hub-llava eval`"
+            )
+        self.lockstep = is_deepspeed_zero3_enabled()
+        if self.lockstep and args.zero_image_for_text_only != "yes":
+            raise ValueError(
+                "eval_benchmarks under ZeRO-3 need zero_image_for_text_only: yes (every rank must run the vision "
+                "tower in each forward, whatever its question holds)"
             )
         self.trainer = trainer
         self.work_dir = Path(args.output_dir) / EVAL_FOLDER
@@ -117,7 +124,7 @@ class BenchmarkEvalCallback(TrainerCallback):
                 limit=args.eval_limit, batch_size=args.per_device_eval_batch_size,
                 dtype=str(model.dtype).removeprefix("torch."), max_new_tokens=args.eval_max_new_tokens,
                 model=model, processor=self.trainer.processing_class,
-                identity={"model": checkpoint, "revision": None, "weights": None},
+                identity={"model": checkpoint, "revision": None, "weights": None}, lockstep=self.lockstep,
             )  # fmt: skip
         finally:
             model.train(was_training)

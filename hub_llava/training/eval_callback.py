@@ -27,6 +27,7 @@ the first step, naming what is missing.
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
@@ -96,6 +97,8 @@ class BenchmarkEvalCallback(TrainerCallback):
         self.trainer = trainer
         self.work_dir = Path(args.output_dir) / EVAL_FOLDER
         check_benchmark_data(args.eval_benchmarks, args.eval_data_dir, self.work_dir)
+        # Without eval_data_dir the check wrote the Hub datasets under work_dir/hub_data: every evaluation reads them.
+        self.data_dir = args.eval_data_dir or str(self.work_dir / "hub_data")
         self.last: tuple[int, dict] | None = None  # (step, results.json) of the latest evaluation
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -115,12 +118,20 @@ class BenchmarkEvalCallback(TrainerCallback):
     def _evaluate(self, args, state) -> None:
         step = state.global_step
         checkpoint = str(Path(args.output_dir) / f"checkpoint-{step}")  # what this step's save is called
+        folder = self.work_dir / f"step-{step}"
+        if state.is_world_process_zero and folder.exists():
+            # Answers of an earlier run at this step (a crash before its save, a run into the same output_dir) were
+            # made by other weights: never resumed from.
+            shutil.rmtree(folder)
+        self.trainer.accelerator.wait_for_everyone()
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         was_training = model.training
-        model.eval()  # no dropout; activation checkpointing only runs in training mode
+        # No dropout; activation checkpointing only runs in training mode. The KV cache is on although the Trainer set
+        # `model.config.use_cache = False`: `generate` follows its generation config (use_cache=True).
+        model.eval()
         try:
             summary = evaluate(
-                checkpoint, args.eval_benchmarks, args.eval_data_dir, self.work_dir / f"step-{step}",
+                checkpoint, args.eval_benchmarks, self.data_dir, folder,
                 limit=args.eval_limit, batch_size=args.per_device_eval_batch_size,
                 dtype=str(model.dtype).removeprefix("torch."), max_new_tokens=args.eval_max_new_tokens,
                 model=model, processor=self.trainer.processing_class,
@@ -130,7 +141,7 @@ class BenchmarkEvalCallback(TrainerCallback):
             model.train(was_training)
         summary["training"] = {"global_step": step, "epoch": state.epoch}
         if state.is_world_process_zero:
-            write_results(self.work_dir / f"step-{step}" / "results.json", summary)
+            write_results(folder / "results.json", summary)
         self.last = (step, summary)
         # Only the main process scored: every rank logs its numbers, so all ranks' log_history agree.
         scores = broadcast_object_list([log_keys(summary) if state.is_world_process_zero else None])[0]

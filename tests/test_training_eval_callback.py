@@ -176,8 +176,9 @@ def test_scores_logged_at_every_save_equal_hub_llava_eval_of_the_checkpoint(tiny
         logged = eval_entries(json.loads((out / "trainer_state.json").read_text())["log_history"])
         events = EventAccumulator(str(next((out / "runs").iterdir()))).Reload()
         for step, scores in logged.items():
-            for key, value in scores.items():
-                assert [e.value for e in events.Scalars(key) if e.step == step] == [pytest.approx(value)]
+            for key, value in scores.items():  # TensorBoardCallback writes eval_pope_f1 as eval/pope_f1
+                tag = "eval/" + key.removeprefix("eval_")
+                assert [e.value for e in events.Scalars(tag) if e.step == step] == [pytest.approx(value)]
     else:
         assert args.report_to == []
     # Evaluating leaves training as it was: the same final weights as a run without benchmarks.
@@ -223,3 +224,36 @@ def test_zero3_answers_in_lockstep_on_sharded_weights(tiny_dir, tmp_path):
     run = launch(out, "--model_name_or_path", tiny_dir, *flags, config="zero3.yaml")
     assert run.returncode == 0, run.tail()
     check_against_hub_llava_eval(out, [2, 4], tmp_path, ("pope", "scienceqa"), limit=5, batch=1)
+
+
+@pytest.mark.slow
+def test_lora_run_answers_with_its_adapter(tiny_dir, tmp_path):
+    """A LoRA run evaluates the PEFT model it trains: the same answers as the base model plus the checkpoint's adapter
+    (and fully trained projector), loaded back with PEFT and answered by the runner in a fresh output folder."""
+    from peft import PeftModel
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from hub_llava.eval.run import evaluate
+
+    out = tmp_path / "lora"
+    run_recipe(tiny_dir, out, *SAVES, *EVAL, "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16")
+    checkpoint = out / "checkpoint-8"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and not (checkpoint / "model.safetensors").exists()
+    results = json.loads((checkpoint / "results.json").read_text())
+    model = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(tiny_dir), checkpoint).eval()
+    reloaded = evaluate(
+        str(checkpoint), ["pope", "mme"], SAMPLES, tmp_path / "reloaded", limit=LIMIT, batch_size=BATCH,
+        dtype="float32", max_new_tokens=NEW_TOKENS, model=model, processor=AutoProcessor.from_pretrained(checkpoint),
+    )  # fmt: skip
+    assert results["results"] == reloaded["results"]
+    # The base model alone answers otherwise: equal answers show the adapter was in use.
+    base = evaluate(
+        tiny_dir, ["pope", "mme"], SAMPLES, tmp_path / "base", limit=LIMIT, batch_size=BATCH, dtype="float32",
+        max_new_tokens=NEW_TOKENS,
+    )  # fmt: skip
+    assert base["model_identity"]["weights"] != results["model_identity"]["weights"]
+    texts = {}
+    for name, folder in [("during", out / EVAL_FOLDER / "step-8"), ("after", tmp_path / "reloaded"),
+                         ("base", tmp_path / "base")]:  # fmt: skip
+        texts[name] = [r["text"] for key in ("pope", "mme") for r in read_jsonl(folder / key / "answers.jsonl")]
+    assert texts["during"] == texts["after"] != texts["base"]

@@ -16,6 +16,8 @@ from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 from hub_llava.cli import main as hub_llava
 from hub_llava.eval.files import read_jsonl
 from hub_llava.eval.results import coverage
+from hub_llava.hub import MODEL_EXCLUDE
+from hub_llava.hub_checks import staged_files
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.eval_callback import EVAL_FOLDER, log_keys
 from hub_llava.training.tiny_model import make_tiny_model
@@ -181,6 +183,9 @@ def test_scores_logged_at_every_save_equal_hub_llava_eval_of_the_checkpoint(tiny
                 assert [e.value for e in events.Scalars(tag) if e.step == step] == [pytest.approx(value)]
     else:
         assert args.report_to == []
+    # Publishing the run leaves the intermediate answers out, as it leaves out the checkpoints.
+    published = staged_files(out, exclude=MODEL_EXCLUDE)
+    assert "model.safetensors" in published and not [f for f in published if f.startswith(EVAL_FOLDER)]
     # Evaluating leaves training as it was: the same final weights as a run without benchmarks.
     plain = tmp_path / "plain"
     run_recipe(tiny_dir, plain, *SAVES)

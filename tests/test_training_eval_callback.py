@@ -208,6 +208,14 @@ def test_every_benchmark_eval_steps_and_into_the_checkpoints_saved_then(tiny_dir
 
 
 @pytest.mark.slow
+def test_epoch_saves_are_evaluated_when_they_happen(tiny_dir, tmp_path):
+    """`save_strategy: epoch` decides to save after the step's end: the scores come at the save itself."""
+    out = tmp_path / "sft"
+    run_recipe(tiny_dir, out, "--save_strategy", "epoch", *EVAL)
+    check_against_hub_llava_eval(out, [8], tmp_path)
+
+
+@pytest.mark.slow
 def test_two_process_ddp_run_shards_the_questions_and_logs_at_every_save(tiny_dir, tmp_path):
     out = tmp_path / "ddp"
     # accelerate launch --multi_gpu --num_processes 2 (gloo): 2 ranks x 2 rows, 4 steps, saved at 2 and 4.

@@ -48,7 +48,7 @@ class LlavaSFTConfig(SFTConfig):
             Benchmarks (`hub-llava eval` keys, e.g. `[pope, mme]`, or `pope,mme` on the command line) run on the
             training model at each save, or every `benchmark_eval_steps` (`hub_llava.training.eval_callback`).
             Empty: none. Their scores are logged (`eval_pope_f1`, ...) and written into the checkpoint's
-            `results.json`. Not under ZeRO-3 / FSDP.
+            `results.json`. DDP, ZeRO-2 and ZeRO-3 (in lockstep); not FSDP.
         eval_data_dir (`str`, *optional*):
             The benchmarks' data, as `hub-llava eval --data_dir` takes it (LLaVA's `playground/data/eval` layout);
             `None` reads their Hub datasets. Checked before the first step.

@@ -64,6 +64,7 @@ QUICK_START_ID = re.compile(r'^model_id = "[^"\n]*"$', re.M)  # the model card's
 # Training leftovers that never belong in a published model repo (pickles, optimizer states, intermediate checkpoints).
 MODEL_EXCLUDE = [
     "checkpoint-*",
+    "benchmark_eval/*",  # answers of the benchmarks run during training (hub_llava.training.eval_callback)
     "runs/*",
     "*.bin",
     "*.pt",

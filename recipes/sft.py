@@ -28,6 +28,7 @@ from hub_llava.processing import image_token_count
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import filter_trainable, kept_token_counts, load_train_dataset, measure
+from hub_llava.training.eval_callback import BenchmarkEvalCallback
 from hub_llava.training.lora import base_record
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import TokenStreamFilesCallback, save_outputs
@@ -116,6 +117,8 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
             )
         ],
     )
+    if training_args.eval_benchmarks:  # benchmark scores at each save; missing benchmark data stops the run here
+        trainer.add_callback(BenchmarkEvalCallback(trainer))
 
     ###############
     # Training loop
@@ -157,6 +160,9 @@ def main(script_args, training_args, model_args, mixture, recipe=None):
             revision=training_args.hub_revision,
             token=training_args.hub_token,
         )
+    # Ends the trackers and the process group: a rank left to exit with gloo's group alive can abort in its teardown
+    # ("terminate called without an active exception", seen on 2-process ZeRO-3 CPU runs).
+    trainer.end()
 
 
 def cli(argv: list[str]) -> None:

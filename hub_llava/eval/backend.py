@@ -58,22 +58,37 @@ class BackendConfig:
 
 
 class HFBackend:
-    """transformers' `generate` through `hub_llava.eval.generation.Generator`, `batch_size` questions at a time."""
+    """transformers' `generate` through `hub_llava.eval.generation.Generator`, `batch_size` questions at a time.
+
+    `lockstep`: for a model whose weights are sharded over the processes (ZeRO-3), where every module's forward
+    gathers its weights from all ranks, so all ranks must run the same modules in the same order. Every process then
+    calls `generate` as many times as the busiest one (transformers' `generate` adds `synced_gpus` under ZeRO-3 for
+    the decoding steps within one call), and when some rank's batch has an image, every rank's has one (`generate`
+    runs the vision tower before the prompt's forward then; a text-only batch runs it inside, through the zero image
+    of `hub_llava.training.model.add_zero_image_hook`). A filler question, whose answer is dropped, makes up both."""
 
     name = "hf"
 
-    def __init__(self, generator, batch_size: int = 1):
+    def __init__(self, generator, batch_size: int = 1, lockstep: bool = False):
         from accelerate import PartialState
 
         state = PartialState()
-        self.generator, self.batch_size = generator, batch_size
+        self.generator, self.batch_size, self.lockstep = generator, batch_size, lockstep
         self.shard_index, self.num_shards, self.writes = state.process_index, state.num_processes, True
 
     def answer(self, requests: list[dict], generation_kwargs: dict) -> Iterator[tuple[int, str]]:
-        for start in range(0, len(requests), self.batch_size):
+        n_batches = -(-len(requests) // self.batch_size)
+        if self.lockstep:
+            from accelerate.utils import gather_object
+
+            n_batches = max(gather_object([n_batches]))
+        for start in range(0, n_batches * self.batch_size, self.batch_size):
             batch = requests[start : start + self.batch_size]
+            answered = len(batch)
+            if self.lockstep:
+                batch = batch + _filler(batch)
             texts = self.generator.generate([r["text"] for r in batch], [r["image"] for r in batch], generation_kwargs)
-            yield from enumerate(texts, start)
+            yield from enumerate(texts[:answered], start)
 
     def describe(self) -> dict:
         return {"name": self.name, "batch_size": self.batch_size}
@@ -82,15 +97,30 @@ class HFBackend:
         pass  # the model belongs to the caller
 
 
-def load_backend(config: BackendConfig, model_path: str, dtype: str, batch_size: int, model=None, processor=None):
+def _filler(batch: list[dict]) -> list[dict]:
+    """The question a lockstep process adds to its batch (collectively: every process calls it): one with a blank
+    image when another rank's batch has an image and this one's none, one without an image when this batch is empty
+    and no rank has an image; else none."""
+    from accelerate.utils import gather_object
+    from PIL import Image
+
+    has_image = any(r["image"] is not None for r in batch)
+    anyone = any(gather_object([has_image]))
+    if anyone and not has_image:
+        return [{"text": "Is there a cat in the image?", "image": Image.new("RGB", (32, 32), "white")}]
+    return [] if batch else [{"text": "Is there a cat?", "image": None}]
+
+
+def load_backend(config: BackendConfig, model_path: str, dtype: str, batch_size: int, model=None, processor=None,
+                 lockstep: bool = False):  # fmt: skip
     """Builds the backend of `config`. `batch_size` is the questions per `generate` call (`hf`) or per
     `LLM.generate` call (`vllm`; `openai` has `concurrency` instead). `model` / `processor` are the loaded HF model
     and processor (the `hf` backend needs both, `vllm` the processor for LLaVA's prompt ids); vLLM is imported only
-    here, when chosen."""
+    here, when chosen. `lockstep`: see `HFBackend` (a model sharded over the processes, ZeRO-3)."""
     if config.name == "hf":
         from hub_llava.eval.generation import Generator
 
-        return HFBackend(Generator(model, processor), batch_size)
+        return HFBackend(Generator(model, processor), batch_size, lockstep)
     if config.name == "vllm":
         from hub_llava.eval.vllm_backend import VLLMBackend
 

@@ -231,11 +231,16 @@ def benchmark_data(benchmark, data_dir, output_dir: Path):
 def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, limit: int | None = None,
              batch_size: int = 1, dtype: str = "float16", model_name: str | None = None,
              max_new_tokens: int | None = None, judge=None, judge_runs: int | None = None,
-             backend: BackendConfig | None = None, parity: int = 0) -> dict:  # fmt: skip
+             backend: BackendConfig | None = None, parity: int = 0, model=None, processor=None,
+             identity: dict | None = None, lockstep: bool = False) -> dict:  # fmt: skip
     """Runs the benchmarks and returns (and writes, on the main process) results.json's content.
 
     `backend` chooses how questions are answered (default: the HF backend); `parity` > 0 also answers the first
-    `parity` questions of each benchmark with the HF backend and records the agreement and both scores."""
+    `parity` questions of each benchmark with the HF backend and records the agreement and both scores. `model` and
+    `processor` (HF backend): a model already in memory (e.g. the one training,
+    `hub_llava.training.eval_callback`) answers instead of loading `model_path`, in its own dtype (`dtype` then says
+    which it is); `identity` (`hub_llava.eval.identity.model_identity`'s dict) then names its weights; `lockstep`
+    when its weights are sharded over the processes (ZeRO-3, see `HFBackend`)."""
     import torch  # torch, accelerate and transformers load only when the command runs
     from accelerate import PartialState
 
@@ -264,13 +269,12 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
         all_docs = benchmark.helper.load_docs(benchmark, root)
         check_benchmark_files(benchmark, root, all_docs)
         prepared.append((benchmark, root, all_docs))
-    model = processor = None
-    if config.name == "hf":
+    if config.name == "hf" and model is None:
         model, processor = load_model(model_path, dtype)
     elif config.name == "vllm":
         processor = load_processor(model_path)
-    answering = load_backend(config, model_path, dtype, batch_size, model, processor)
-    identity = model_identity(model_path)
+    answering = load_backend(config, model_path, dtype, batch_size, model, processor, lockstep)
+    identity = identity or model_identity(model_path)
     model_name = model_name or Path(model_path.rstrip("/")).name
     summary.update({
         "model": model_path, "model_name": model_name, "dtype": dtype, "hub_llava_version": hub_llava.__version__,
@@ -294,7 +298,8 @@ def evaluate(model_path: str, benchmarks: list[str], data_dir, output_dir, *, li
             result = score_benchmark(benchmark, root, runs[-1][3], docs, partial=bool(limit), judge=judge,
                                      judge_runs=judged)  # fmt: skip
             if result is not None:
-                entries = results_entries(benchmark, result, limit=limit, answered=len(docs), total=len(all_docs))
+                cut = limit if len(docs) < len(all_docs) else None  # a limit above the benchmark's size cuts nothing
+                entries = results_entries(benchmark, result, limit=cut, answered=len(docs), total=len(all_docs))
                 summary["results"].update(entries)
                 logger.info("%s: %s = %s", benchmark.name, result["metric"], result["score"])
     answering.close()  # a vLLM engine gives its GPU memory back before the HF reference loads

@@ -8,6 +8,7 @@ transformers 4.37, the zero image for text-only batches).
 import os
 from dataclasses import dataclass, field
 
+from transformers.integrations import is_tensorboard_available
 from trl import ModelConfig, SFTConfig
 
 # The attention implementations that keep padding-free rows apart from `position_ids` alone in transformers 5.23: the
@@ -68,6 +69,23 @@ class LlavaSFTConfig(SFTConfig):
             `per_device_train_batch_size` is unused for training (`hub_llava.training.sampler.TokenBudgetBatchSampler`;
             global steps stay all-image or all-text under `group_by_modality_length`). Not LLaVA-1.5's recipe: the rows
             per optimizer step then vary. At least `max_length`.
+        eval_benchmarks (`list[str]`, *optional*, defaults to `[]`):
+            Benchmarks (`hub-llava eval` keys, e.g. `[pope, mme]`, or `pope,mme` on the command line) run on the
+            training model at each save, or every `benchmark_eval_steps` (`hub_llava.training.eval_callback`).
+            Empty: none. Their scores are logged (`eval_pope_f1`, ...) and written into the checkpoint's
+            `results.json`. DDP, ZeRO-2 and ZeRO-3 (in lockstep); not FSDP.
+        eval_data_dir (`str`, *optional*):
+            The benchmarks' data, as `hub-llava eval --data_dir` takes it (LLaVA's `playground/data/eval` layout);
+            `None` reads their Hub datasets. Checked before the first step.
+        eval_limit (`int`, *optional*):
+            Only the first N questions of each benchmark (the results say the score is partial). `None`: all.
+        eval_max_new_tokens (`int`, *optional*):
+            Overrides every benchmark's `max_new_tokens` (smoke runs; not the protocol).
+        benchmark_eval_steps (`int`, *optional*):
+            Run the benchmarks every N optimizer steps; `None`: at each save. (`eval_steps` / `eval_strategy` stay
+            the Trainer's loss evaluation on `eval_dataset`.) The batch size is `per_device_eval_batch_size`.
+        report_to (`str` or `list[str]`, *optional*, defaults to `"auto"`):
+            As the Trainer's; `auto` is `tensorboard` where it is installed, else `none`.
     """
 
     max_length: int | None = field(
@@ -144,11 +162,63 @@ class LlavaSFTConfig(SFTConfig):
             "training. At least max_length. Changes the rows per optimizer step: not LLaVA-1.5's recipe."
         },
     )
+    eval_benchmarks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmarks run on the training model at each save (or every benchmark_eval_steps), e.g. "
+                  "`pope mme` or `pope,mme`; scores logged and written into the checkpoint's results.json."},
+    )  # fmt: skip
+    eval_data_dir: str | None = field(
+        default=None, metadata={"help": "Benchmark data as `hub-llava eval --data_dir`; None: their Hub datasets."}
+    )
+    eval_limit: int | None = field(
+        default=None, metadata={"help": "Questions per benchmark during training (a partial score); None: all."}
+    )
+    eval_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Override the benchmarks' max_new_tokens (smoke runs; not the protocol)."}
+    )
+    benchmark_eval_steps: int | None = field(
+        default=None, metadata={"help": "Run eval_benchmarks every N optimizer steps; None: at each save."}
+    )
+    report_to: None | str | list[str] = field(
+        default="auto",
+        metadata={"help": "The Trainer's integrations; `auto`: tensorboard where it is installed, else none."},
+    )
 
     def __post_init__(self):
         check_mixed_precision(self, os.environ.get("ACCELERATE_MIXED_PRECISION"))
         check_token_budget(self)
+        if self.report_to in ("auto", ["auto"]):
+            self.report_to = "tensorboard" if is_tensorboard_available() else "none"
+        self.eval_benchmarks = benchmark_keys(self.eval_benchmarks)
         super().__post_init__()
+        check_benchmark_settings(self)
+
+
+def benchmark_keys(value: str | list[str] | None) -> list[str]:
+    """`eval_benchmarks` as a list of keys: a YAML list, `--eval_benchmarks pope mme` or `pope,mme`."""
+    items = [value] if isinstance(value, str) else value or []
+    return [key.strip() for item in items for key in item.split(",") if key.strip()]
+
+
+def check_benchmark_settings(args) -> None:
+    """Refuses benchmark settings that cannot run: unknown keys (listing the known ones), a limit or step interval
+    below 1, or benchmarks that would never run (no saves and no `benchmark_eval_steps`). Whether the benchmarks'
+    files exist is checked when the trainer is built (`hub_llava.training.eval_callback`)."""
+    from hub_llava.eval import registry
+
+    unknown = [key for key in args.eval_benchmarks if key not in registry.available()]
+    if unknown:
+        raise ValueError(
+            f"eval_benchmarks: unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(registry.available())}"
+        )
+    for name in ("eval_limit", "benchmark_eval_steps", "eval_max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"{name} must be at least 1 (or unset), got {getattr(args, name)}")
+    if args.eval_benchmarks and args.save_strategy == "no" and args.benchmark_eval_steps is None:
+        raise ValueError(
+            "eval_benchmarks run at each save or every benchmark_eval_steps, but save_strategy is 'no' and "
+            "benchmark_eval_steps is unset: set one of them"
+        )
 
 
 def check_token_budget(args) -> None:

@@ -8,6 +8,13 @@ from accelerate_runs import LOGGED, SGD, Rows, launch, write_mixed_rows
 from hub_llava.training.tiny_model import make_tiny_model
 
 
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny LLaVA checkpoint (`hub-llava make-tiny-model`) per test module: in-process runs may change nothing in it,
+    but a module's own fresh copy keeps the modules independent."""
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return make_tiny_model(str(tmp_path_factory.mktemp("distributed") / "tiny-llava"))

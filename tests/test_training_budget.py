@@ -5,7 +5,6 @@ budget (and a resumed run that sees the same batches), and a 2-process gloo DDP 
 on both ranks. Tiny model, CPU."""
 
 import collections
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -15,12 +14,12 @@ import torch
 from accelerate.data_loader import prepare_data_loader, skip_first_batches
 from accelerate_runs import WORLD_SIZE, launch
 from conftest import reference_overrides
+from recipe_runs import run_in_process
 from torch.utils.data import DataLoader
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.sampler import TokenBudgetBatchSampler, token_budget_batches
-from hub_llava.training.tiny_model import make_tiny_model
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,20 +164,9 @@ def test_the_recipe_refuses_a_budget_below_max_length():
         parser.parse_args_and_config(["--config", str(BUDGET_RECIPE), "--max_tokens_per_batch", "90"])
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
-
-
 def run_recipe(output_dir, tiny_dir, *overrides):
     """`recipes/sft.py`'s `main` in this process on the budget smoke recipe; returns each micro-batch the model saw:
     `(global step, images?, per-row token counts)`."""
-    spec = importlib.util.spec_from_file_location("sft_recipe", REPO / "recipes" / "sft.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    argv = ["--config", str(BUDGET_RECIPE), "--model_name_or_path", tiny_dir, "--output_dir", str(output_dir)]
-    argv += ["--dataset_name", str(REPO / "samples" / "sft_smoke"), *overrides]
     seen = []
     training_step = LlavaSFTTrainer.training_step
 
@@ -190,7 +178,7 @@ def run_recipe(output_dir, tiny_dir, *overrides):
 
     LlavaSFTTrainer.training_step = recording_step
     try:
-        recipe.main(*parser.parse_args_and_config(argv), recipe=str(BUDGET_RECIPE))
+        run_in_process(BUDGET_RECIPE, tiny_dir, output_dir, *overrides)
     finally:
         LlavaSFTTrainer.training_step = training_step
     return seen

@@ -2,13 +2,13 @@
 bundled eval samples, in one process and under 2-process gloo DDP, checked against `hub-llava eval` run on each saved
 checkpoint; the settings' parsing; missing benchmark data stopping the run before its first step."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from accelerate_runs import launch
+from recipe_runs import run_in_process
 from safetensors.torch import load_file
 from transformers.integrations import is_tensorboard_available
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
@@ -20,7 +20,6 @@ from hub_llava.hub import MODEL_EXCLUDE
 from hub_llava.hub_checks import staged_files
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.eval_callback import EVAL_FOLDER, log_keys
-from hub_llava.training.tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "tiny" / "sft" / "config_smoke.yaml"
@@ -36,21 +35,9 @@ def parser():
     return TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig), allow_abbrev=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
-
-
 def run_recipe(tiny_dir, output_dir, *overrides):
     """`recipes/sft.py`'s `main` in this process, with the smoke YAML plus `overrides`; returns the parsed config."""
-    spec = importlib.util.spec_from_file_location("sft_recipe", REPO / "recipes" / "sft.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    argv = ["--config", str(SMOKE), "--model_name_or_path", tiny_dir, "--output_dir", str(output_dir)]
-    argv += ["--dataset_name", str(REPO / "samples" / "sft_smoke"), *overrides]
-    parsed = parser().parse_args_and_config(argv)
-    recipe.main(*parsed, recipe=str(SMOKE))
-    return parsed[1]
+    return run_in_process(SMOKE, tiny_dir, output_dir, *overrides)[1]
 
 
 def eval_entries(log_history: list[dict]) -> dict[int, dict]:

@@ -5,7 +5,6 @@ the stage-2 base built from components, with the model still in the trainer's me
 record is the one the adapter was trained on.
 """
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -17,10 +16,10 @@ from accelerate_runs import launch
 from datasets import Dataset
 from peft import PeftModel
 from PIL import Image
+from recipe_runs import run_in_process
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, CLIPVisionModel, LlamaForCausalLM, LlavaForConditionalGeneration
-from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
 
 from hub_llava import cli
 from hub_llava.eval.generation import Generator
@@ -32,7 +31,6 @@ from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.lora import BASE_RECORD, merge_adapter, read_base_record, rebuild_base, write_base_record
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config
 from hub_llava.training.outputs import lora_section, save_outputs
-from hub_llava.training.tiny_model import make_tiny_model
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,19 +41,9 @@ LORA = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_drop
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
-
-
 def run_recipe(tiny_dir, output_dir, *overrides):
     """`recipes/sft.py`'s `main` in this process: the smoke YAML plus `overrides`."""
-    spec = importlib.util.spec_from_file_location("sft_recipe", REPO / "recipes" / "sft.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    argv = ["--config", str(SMOKE), "--model_name_or_path", tiny_dir, "--output_dir", str(output_dir)]
-    recipe.main(*parser.parse_args_and_config([*argv, "--dataset_name", str(SAMPLES), *overrides]), recipe=str(SMOKE))
+    run_in_process(SMOKE, tiny_dir, output_dir, *overrides)
     return output_dir
 
 

@@ -12,15 +12,9 @@ from hub_llava.testing import tiny_llava, tiny_tokenizer
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.model import freeze, load_model, load_processor, lora_config, quantization_config
-from hub_llava.training.tiny_model import make_tiny_model
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "sft_smoke" / "train.parquet"
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
 
 
 def sft_args(tmp_path, **kwargs):

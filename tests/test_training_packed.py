@@ -3,7 +3,6 @@ loss and every gradient of a packed batch against the same rows padded (both los
 smoke recipe (one process, with and without activation checkpointing; 2-process DDP) packed vs padded, the refusal of an attention implementation that would let the rows see each other, and
 `padding_fraction`. Tiny model, float32, CPU."""
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from accelerate_runs import launch
 from conftest import reference_overrides
 from datasets import Dataset
+from recipe_runs import run_in_process
 from safetensors.torch import load_file
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -23,7 +23,6 @@ from hub_llava.token_stream import IGNORE_INDEX
 from hub_llava.training.collator import build_collator, padding_fraction
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.model import freeze, load_model, load_processor
-from hub_llava.training.tiny_model import make_tiny_model
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,11 +34,6 @@ N_IMAGE_TOKENS = 4  # the tiny model: 28 px images, 14 px patches
 # An attention function that knows nothing of packed rows: the same kernel as sdpa, but registered under a name the
 # mask interfaces of transformers do not know, so it gets no block-causal mask (as a kernel from the Hub would).
 AttentionInterface.register("row_blind", sdpa_attention_forward)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
 
 
 @pytest.fixture(scope="module")
@@ -248,13 +242,7 @@ def test_padding_fraction_counts_the_padding_of_each_layout(tiny_dir, tmp_path, 
 
 def run_recipe(config, tiny_dir, output_dir, *overrides):
     """Runs `recipes/sft.py`'s `main` in this process with `config` plus `overrides`."""
-    spec = importlib.util.spec_from_file_location("sft_recipe", REPO / "recipes" / "sft.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    argv = ["--config", str(config), "--model_name_or_path", tiny_dir, "--output_dir", str(output_dir)]
-    argv += ["--dataset_name", str(REPO / "samples" / "sft_smoke"), *overrides]
-    recipe.main(*parser.parse_args_and_config(argv), recipe=str(config))
+    run_in_process(config, tiny_dir, output_dir, *overrides)
     return output_dir
 
 

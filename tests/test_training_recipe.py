@@ -1,6 +1,5 @@
 """The smoke recipe end to end: `recipes/sft.py` in one and two processes, resume, outputs, `hub-llava render-sample`."""
 
-import importlib.util
 import json
 import math
 import os
@@ -11,6 +10,7 @@ import torch
 from accelerate_runs import launch
 from datasets import Dataset
 from PIL import Image
+from recipe_runs import run_in_process
 from safetensors.torch import load_file
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 from trl import DatasetMixtureConfig, ScriptArguments, TrlParser
@@ -21,7 +21,6 @@ from hub_llava.hub import push_model
 from hub_llava.processing import chat_template
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig
 from hub_llava.training.data import BadRowError
-from hub_llava.training.tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "tiny" / "sft" / "config_smoke.yaml"
@@ -29,20 +28,9 @@ SMOKE = REPO / "recipes" / "tiny" / "sft" / "config_smoke.yaml"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
-
-
 def run_recipe(tiny_dir, output_dir, *overrides):
     """Runs `recipes/sft.py`'s `main` in this process, with the smoke YAML plus `overrides`."""
-    spec = importlib.util.spec_from_file_location("sft_recipe", REPO / "recipes" / "sft.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    parser = TrlParser((ScriptArguments, LlavaSFTConfig, LlavaModelConfig, DatasetMixtureConfig))
-    argv = ["--config", str(SMOKE), "--model_name_or_path", tiny_dir, "--output_dir", str(output_dir)]
-    argv += ["--dataset_name", str(REPO / "samples" / "sft_smoke"), *overrides]
-    recipe.main(*parser.parse_args_and_config(argv), recipe=str(SMOKE))
+    run_in_process(SMOKE, tiny_dir, output_dir, *overrides)
     return output_dir
 
 

@@ -15,16 +15,10 @@ from hub_llava.data.schema import BASE_FEATURES
 from hub_llava.training.collator import build_collator
 from hub_llava.training.configs import LlavaModelConfig, LlavaSFTConfig, check_mixed_precision
 from hub_llava.training.model import add_zero_image_hook, freeze, load_model, load_processor
-from hub_llava.training.tiny_model import make_tiny_model
 from hub_llava.training.trainer import LlavaSFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "sft_smoke" / "train.parquet"
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(str(tmp_path_factory.mktemp("tiny") / "tiny-llava"))
 
 
 @pytest.fixture(scope="module")
